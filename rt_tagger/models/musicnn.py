@@ -1,0 +1,162 @@
+"""musicnn (Pons & Serra 2019) in PyTorch: the MTT_musicnn / MSD_musicnn taggers of the PyPI
+wheel ``musicnn==0.1.0`` (``musicnn/models.py: build_musicnn``), layer for layer.
+
+Graph (T = 187 frames, F = 96 mel bands, channels-first inside):
+
+* input batch norm (one channel);
+* timbral front-end: zero-pad 3 frames on each side, Conv2d 7x38 and 7x67 (204 filters each,
+  'valid'), ReLU, batch norm, max over frequency;
+* temporal front-end: Conv2d 128x1, 64x1, 32x1 (51 filters each, TensorFlow 'same' padding:
+  the odd extra frame goes at the end), ReLU, batch norm, max over frequency;
+* mid-end on the 561 concatenated front-end channels: three 7-wide Conv1d of 64 filters with
+  zero padding 3, each ReLU then batch norm, the 2nd and 3rd with a residual connection;
+* back-end on the 753 channels (front-end + 3 mid-end outputs): max and mean over time,
+  interleaved per channel as TF flattens them ``[max_0, mean_0, max_1, ...]``, batch norm,
+  Dense 200 + ReLU, batch norm, Dense ``n_tags``.
+
+Every batch norm uses TensorFlow's epsilon 1e-3. Dropout is omitted (inference only).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+
+TF_BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default epsilon
+
+#: Tag lists of the two pretrained models, in the wheel's output order (musicnn/configuration.py).
+MTT_TAGS = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
+    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
+    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman",
+    "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice",
+    "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
+    "weird", "country", "metal", "female voice", "choral",
+)
+MSD_TAGS = (
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
+    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists",
+    "classic rock", "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill",
+    "instrumental", "punk", "oldies", "blues", "hard rock", "ambient", "acoustic", "experimental",
+    "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country", "easy listening", "sexy",
+    "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop",
+    "sad", "House", "happy",
+)
+
+FEATURE_NAMES = ("timbral", "temporal", "cnn1", "cnn2", "cnn3", "mean_pool", "max_pool", "penultimate")
+
+
+def _bn2d(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=TF_BN_EPS)
+
+
+def _bn1d(c: int) -> nn.BatchNorm1d:
+    return nn.BatchNorm1d(c, eps=TF_BN_EPS)
+
+
+class FrontEndBranch(nn.Module):
+    """Conv2d -> ReLU -> BN -> max over frequency, with TF-exact time padding."""
+
+    def __init__(self, filters: int, kernel: tuple[int, int], pad_time: tuple[int, int]):
+        super().__init__()
+        self.pad_time = pad_time
+        self.conv = nn.Conv2d(1, filters, kernel)
+        self.bn = _bn2d(filters)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, T, F) -> (B, C, T)
+        x = F.pad(x, (0, 0, *self.pad_time))
+        return self.bn(F.relu(self.conv(x))).amax(dim=3)
+
+
+class MidEndLayer(nn.Module):
+    """7-wide Conv1d over time (zero padding 3) -> ReLU -> BN."""
+
+    def __init__(self, in_channels: int, filters: int):
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, filters, 7, padding=3)
+        self.bn = _bn1d(filters)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, C, T)
+        return self.bn(F.relu(self.conv(x)))
+
+
+class MusiCNN(nn.Module):
+    """musicnn tagger. Input ``(batch, frames, n_mels)`` log-mel (``log10(1 + 10000 * mel)``),
+    output ``(batch, n_tags)`` logits. Trained on 187-frame patches (3 s at 16 kHz, hop 256),
+    but any length >= 1 frame is accepted (the back-end pools globally over time)."""
+
+    input_kind = "logmel"
+
+    def __init__(
+        self,
+        *,
+        n_tags: int = 50,
+        n_mels: int = 96,
+        input_length: int = 187,
+        frontend_scale: float = 1.6,  # musicnn's num_filt: 204 timbral and 51 temporal filters
+        midend_filters: int = 64,
+        backend_units: int = 200,
+    ):
+        super().__init__()
+        if n_tags < 1 or n_mels < 3 or input_length < 1 or midend_filters < 1 or backend_units < 1:
+            raise ConfigError(
+                f"invalid musicnn arguments: n_tags={n_tags}, n_mels={n_mels}, input_length={input_length}, "
+                f"midend_filters={midend_filters}, backend_units={backend_units}"
+            )
+        self.n_tags, self.n_mels, self.input_length = n_tags, n_mels, input_length
+        n_timbral, n_temporal = int(frontend_scale * 128), int(frontend_scale * 32)
+        self.input_bn = _bn2d(1)
+        self.timbral = nn.ModuleList(
+            FrontEndBranch(n_timbral, (7, int(share * n_mels)), (3, 3)) for share in (0.4, 0.7)
+        )
+        # TF 'same' for an even kernel k: (k-1)//2 frames before, the rest after
+        self.temporal = nn.ModuleList(
+            FrontEndBranch(n_temporal, (k, 1), ((k - 1) // 2, k - 1 - (k - 1) // 2)) for k in (128, 64, 32)
+        )
+        n_front = 2 * n_timbral + 3 * n_temporal
+        self.midend = nn.ModuleList(
+            MidEndLayer(c, midend_filters) for c in (n_front, midend_filters, midend_filters)
+        )
+        n_pool = n_front + 3 * midend_filters
+        self.pool_bn = _bn1d(2 * n_pool)
+        self.dense = nn.Linear(2 * n_pool, backend_units)
+        self.dense_bn = _bn1d(backend_units)
+        self.classifier = nn.Linear(backend_units, n_tags)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() != 3 or x.shape[2] != self.n_mels or x.shape[1] < 1:
+            raise ConfigError(
+                f"musicnn expects log-mel of shape (batch, frames, {self.n_mels}), got {tuple(x.shape)}"
+            )
+
+    def _run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._check(x)
+        x = self.input_bn(x.unsqueeze(1))  # (B, 1, T, F)
+        timbral = [branch(x) for branch in self.timbral]
+        temporal = [branch(x) for branch in self.temporal]
+        front = torch.cat(timbral + temporal, dim=1)  # (B, 561, T)
+        cnn1 = self.midend[0](front)
+        cnn2 = self.midend[1](cnn1) + cnn1
+        cnn3 = self.midend[2](cnn2) + cnn2
+        mid = torch.cat([front, cnn1, cnn2, cnn3], dim=1)  # (B, 753, T)
+        max_pool, mean_pool = mid.amax(dim=2), mid.mean(dim=2)
+        pooled = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # TF's interleaved flatten
+        penultimate = self.dense_bn(F.relu(self.dense(self.pool_bn(pooled))))
+        return {
+            "timbral": torch.cat(timbral, dim=1), "temporal": torch.cat(temporal, dim=1),
+            "cnn1": cnn1, "cnn2": cnn2, "cnn3": cnn3, "mean_pool": mean_pool, "max_pool": max_pool,
+            "penultimate": penultimate, "logits": self.classifier(penultimate),
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (batch, frames, n_mels)`` -> logits ``(batch, n_tags)``."""
+        return self._run(x)["logits"]
+
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Intermediate features laid out like musicnn's ``extractor`` returns them: ``timbral
+        (B, T, 408)``, ``temporal (B, T, 153)``, ``cnn1..cnn3 (B, T, 64)``, ``mean_pool`` and
+        ``max_pool (B, 753)``, ``penultimate (B, 200)``, plus ``logits (B, n_tags)``."""
+        out = self._run(x)
+        return {k: v.transpose(1, 2) if v.dim() == 3 else v for k, v in out.items()}
