@@ -1,0 +1,165 @@
+"""ONNX Runtime engine: the default on CPU (and on GPU through the CUDA / TensorRT providers).
+
+Given a checkpoint rather than an ``.onnx`` file, the model is exported once into the cache
+(``<cache>/onnx``), under a name keyed by the checkpoint's weight checksum and the torch / onnx
+versions and opset, and the next start loads that file without exporting again.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import BackendError, ConfigError
+from .base import Engine, cache_dir, slug
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..checkpoint import Checkpoint
+
+TRT_EP = "TensorrtExecutionProvider"
+CUDA_EP = "CUDAExecutionProvider"
+CPU_EP = "CPUExecutionProvider"
+
+#: How many ONNX exports this process has done for the cache (tests check cache reuse with it).
+export_count = 0
+
+
+def ort_available() -> str | None:
+    """None if onnxruntime imports, else why not."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        return f"onnxruntime is not installed ({exc})"
+    return None
+
+
+def cached_onnx(source: Any, *, opset: int | None = None, cache: str | os.PathLike[str] | None = None,
+                ) -> tuple[Path, bool]:
+    """``(path, exported_now)``: the cached ONNX export of a checkpoint, made if missing.
+
+    The file name holds the architecture, the weights' SHA-256 and the torch / onnx versions and
+    opset, so a new checkpoint or a new toolchain gets its own file.
+    """
+    global export_count
+    import onnx
+    import torch
+
+    from ..export import DEFAULT_OPSET, export_onnx, resolve_model
+
+    model, ckpt = resolve_model(source)
+    opset = opset or DEFAULT_OPSET
+    if not ckpt.sha256:
+        raise BackendError(f"checkpoint of {ckpt.arch!r} has no sha256; cannot key the ONNX cache")
+    name = (f"{slug(ckpt.arch)}-{ckpt.sha256[:20]}-torch{slug(torch.__version__)}"
+            f"-onnx{slug(onnx.__version__)}-op{opset}.onnx")
+    path = cache_dir("onnx", cache) / name
+    if path.is_file():
+        return path, False
+    export_onnx(model, path, batch=None, with_attention=True, opset=opset)
+    export_count += 1
+    return path, True
+
+
+def choose_providers(device: str | None, precision: str, cache: Path | None) -> list[Any]:
+    """Execution providers in preference order for ``device`` ("cpu", "cuda[:N]" or None=auto)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    want_gpu = device is None or str(device).startswith("cuda")
+    index = int(str(device).split(":")[1]) if device and ":" in str(device) else 0
+    providers: list[Any] = []
+    if want_gpu and TRT_EP in available:
+        opts = {"device_id": index, "trt_fp16_enable": precision == "fp16"}
+        if cache is not None:
+            opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache))
+        providers.append((TRT_EP, opts))
+    if want_gpu and CUDA_EP in available:
+        providers.append((CUDA_EP, {"device_id": index}))
+    if device and str(device).startswith("cuda") and not providers:
+        raise BackendError(f"device {device!r} requested but this onnxruntime has no CUDA or "
+                           f"TensorRT provider (available: {', '.join(available)}); install "
+                           "onnxruntime-gpu")
+    if precision == "fp16" and not any(_name(p) == TRT_EP for p in providers):
+        raise BackendError("precision fp16 with onnxruntime needs its TensorRT provider "
+                           "(onnxruntime-gpu with TensorRT); use fp32 or the tensorrt backend")
+    providers.append(CPU_EP)
+    return providers
+
+
+def _name(provider: Any) -> str:
+    return provider[0] if isinstance(provider, tuple) else provider
+
+
+class OrtEngine(Engine):
+    """Runs an rt-tagger ``.onnx`` file (from :func:`rt_tagger.export.export_onnx`).
+
+    ``threads``: intra-op threads (None: onnxruntime's default, one per physical core). The
+    session runs sequentially with all graph optimisations and without spinning idle threads,
+    which keeps the latency of one chunk low without burning the cores the audio and GUI need.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: str | os.PathLike[str], *, device: str | None = None,
+                 threads: int | None = None, precision: str = "fp32", max_batch: int = 16,
+                 attention: bool = True, cache: str | os.PathLike[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        from ..export import INPUT_NAME, read_onnx_metadata
+
+        self.onnx_path = Path(onnx_path)
+        ckpt, info = read_onnx_metadata(self.onnx_path)
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
+                                    or threads < 1):
+            raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.intra_op_num_threads = threads or 0
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3  # errors only: no provider fallback chatter on stderr
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        trt_cache = cache_dir("onnx-trt", cache) if device != "cpu" else None
+        providers = choose_providers(device, precision, trt_cache)
+        try:
+            self._session = ort.InferenceSession(str(self.onnx_path), sess_options=so,
+                                                 providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise BackendError(f"onnxruntime cannot load {self.onnx_path}: "
+                               f"{str(exc).strip().splitlines()[0]}") from None
+        inputs = [i.name for i in self._session.get_inputs()]
+        outputs = [o.name for o in self._session.get_outputs()]
+        if inputs != [INPUT_NAME] or "logits" not in outputs:
+            raise BackendError(f"{self.onnx_path} does not look like an rt-tagger export: inputs "
+                               f"{inputs}, outputs {outputs} (want features -> logits)")
+        used = self._session.get_providers()
+        on_gpu = used[0] in (TRT_EP, CUDA_EP)
+        if device and str(device).startswith("cuda") and not on_gpu:
+            raise BackendError(f"onnxruntime could not start a GPU provider for {device!r} "
+                               f"(running providers: {', '.join(used)})")
+        dev = f"cuda:{int(str(device).split(':')[1]) if device and ':' in str(device) else 0}"
+        super().__init__(ckpt, device=dev if on_gpu else "cpu", max_batch=max_batch,
+                         precision=precision, supports_attention=attention and "attention" in outputs)
+        self.providers = used
+        self.export_info = info
+        self.exported = False  # set by create_engine when it had to export first
+        self._fixed_batch = info.get("batch")
+        if self._fixed_batch:  # a static-batch export: run pieces of that size, padding the last
+            self.max_batch = int(self._fixed_batch)
+
+    def _run(self, x: np.ndarray, attention: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        n = x.shape[0]
+        if self._fixed_batch and n < self._fixed_batch:
+            x = np.concatenate([x, np.zeros((self._fixed_batch - n, *x.shape[1:]), x.dtype)])
+        names = ["logits", "attention"] if attention else ["logits"]
+        try:
+            out = self._session.run(names, {"features": x})
+        except Exception as exc:
+            raise BackendError(f"onnxruntime failed: {str(exc).strip().splitlines()[0]}") from None
+        return out[0][:n], (out[1][:n] if attention else None)
+
+    def close(self) -> None:
+        self._session = None
+        super().close()

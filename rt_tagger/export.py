@@ -1,0 +1,321 @@
+"""Export a tagger to ONNX or TorchScript, carrying its checkpoint description along.
+
+Exported graphs have one input, ``"features"`` (``(batch, frames, n_mels)`` float32 log-mel, or
+``(batch, samples)`` for waveform models), and the outputs ``"logits"`` ``(batch, n_tags)`` and,
+for attention models when asked, ``"attention"`` (the model's attention maps, e.g.
+``(batch, layers, heads, T+1, T+1)`` for spec_att). The batch axis is dynamic unless ``batch``
+fixes it.
+
+The checkpoint description (the JSON a ``.safetensors`` checkpoint stores, see
+:mod:`rt_tagger.checkpoint`) goes into the ONNX ``metadata_props`` under ``"rt_tagger"`` and into
+a TorchScript archive as the extra file ``rt_tagger.json``, so an exported file describes itself:
+:func:`read_onnx_metadata` and :func:`load_torchscript` give it back as a
+:class:`~rt_tagger.checkpoint.Checkpoint` without weights.
+
+ONNX uses PyTorch's ``torch.export``-based exporter (``dynamo=True``, needs onnxscript): for the
+attention models it gives a graph about half the size of the legacy TorchScript exporter's, and the
+legacy exporter is deprecated in torch 2.9+. ``exporter="legacy"`` selects the old one.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from .errors import ConfigError, ModelError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+    from .checkpoint import Checkpoint
+
+__all__ = ["DEFAULT_OPSET", "EXPORTERS", "FORMATS", "export_graph", "export_model", "export_onnx",
+           "export_torchscript", "load_torchscript", "read_onnx_metadata", "resolve_model",
+           "supports_attention"]
+
+DEFAULT_OPSET = 18
+EXPORTERS = ("dynamo", "legacy")
+FORMATS = ("onnx", "torchscript")
+INPUT_NAME = "features"
+META_KEY = "rt_tagger"  # checkpoint description, same JSON as in the .safetensors header
+EXPORT_KEY = "rt_tagger.export"  # how the file was made: versions, exporter, outputs, batch
+_TS_META = "rt_tagger.json"
+_TS_EXPORT = "rt_tagger_export.json"
+
+
+def supports_attention(model: "nn.Module") -> bool:
+    """True if ``model.forward`` takes ``return_attention`` (and then returns ``(logits, attn)``)."""
+    try:
+        return "return_attention" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def resolve_model(source: Any) -> tuple["nn.Module", "Checkpoint"]:
+    """``(model in eval mode, checkpoint description)`` from any way of naming a trained model.
+
+    ``source``: a :class:`Checkpoint`, a model built from one (it carries ``model.checkpoint``),
+    a pretrained name (``"musicnn.mtat"``), an architecture name with pretrained weights, or the
+    path of a ``.safetensors`` checkpoint.
+    """
+    import torch
+
+    from .checkpoint import Checkpoint
+    from .models import create_model
+
+    if isinstance(source, Checkpoint):
+        if not source.state_dict:
+            raise ModelError("checkpoint has no weights (it is a description only); load it with "
+                             "load_checkpoint(path)")
+        model = source.build_model()
+        return model, model.checkpoint
+    if isinstance(source, torch.nn.Module):
+        ckpt = getattr(source, "checkpoint", None)
+        if not isinstance(ckpt, Checkpoint):
+            raise ModelError("model has no checkpoint description (model.checkpoint); build it from "
+                             "a checkpoint (load_checkpoint(path).build_model()) or save one first")
+        return source.eval(), ckpt
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        if name.endswith(".onnx"):
+            raise ModelError(f"{name} is an ONNX file; this needs a PyTorch checkpoint "
+                             "(.safetensors) or a model name")
+        from .models import list_models
+
+        pretrained = name in list_models(pretrained=False)
+        model = create_model(name, pretrained=pretrained)
+        return model.eval(), model.checkpoint
+    raise ModelError(f"cannot use {type(source).__name__} as a model: pass a model name, a "
+                     "checkpoint path, a Checkpoint or a model built from one")
+
+
+def export_graph(model: "nn.Module", with_attention: bool) -> "nn.Module":
+    """Wrap ``model`` so the exported signature is ``features -> logits[, attention]``."""
+    import torch
+
+    class ExportGraph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, features: torch.Tensor) -> Any:
+            if with_attention:
+                logits, attention = self.model(features, return_attention=True)
+                return logits, attention
+            return self.model(features)
+
+    return ExportGraph().eval()
+
+
+def _example(ckpt: "Checkpoint", batch: int) -> "Any":
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    if ckpt.input_kind == "logmel":
+        n_mels = int(ckpt.logmel["n_mels"])  # type: ignore[index]
+        return torch.randn(batch, ckpt.input_length, n_mels, generator=gen)
+    return torch.randn(batch, ckpt.input_length, generator=gen)
+
+
+def _check_opts(model: "nn.Module", batch: int | None, with_attention: bool) -> bool:
+    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
+        raise ConfigError(f"batch must be None (dynamic) or a positive integer, got {batch!r}")
+    return bool(with_attention) and supports_attention(model)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporters' own chatter (deprecations inside torch, 'torchvision not installed')."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export",
+                                              "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lvl in zip(loggers, levels):
+            lg.setLevel(lvl)
+
+
+def _export_info(exporter: str, with_attention: bool, batch: int | None, **extra: Any) -> str:
+    import torch
+
+    info = {"exporter": exporter, "torch": torch.__version__, "input": INPUT_NAME,
+            "outputs": ["logits", "attention"] if with_attention else ["logits"],
+            "batch": batch, **extra}
+    return json.dumps(info, sort_keys=True)
+
+
+def _atomic_target(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"output path {out} is a directory; give a file name")
+    if not out.parent.exists():
+        raise ConfigError(f"output directory {out.parent} does not exist")
+    return out, out.with_name(f".{out.name}.{os.getpid()}.tmp")
+
+
+def export_onnx(
+    source: Any,
+    path: str | os.PathLike[str],
+    *,
+    batch: int | None = None,
+    with_attention: bool = True,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "dynamo",
+) -> Path:
+    """Write ``source`` (see :func:`resolve_model`) as an ONNX file at ``path``; returns the path.
+
+    ``batch=None`` makes the batch axis dynamic; an integer fixes it. ``with_attention`` adds the
+    ``"attention"`` output for models that have attention maps (ignored for the others).
+    """
+    import onnx
+    import torch
+
+    if exporter not in EXPORTERS:
+        raise ConfigError(f"unknown ONNX exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
+    if not isinstance(opset, int) or not 13 <= opset <= 23:
+        raise ConfigError(f"ONNX opset must be an integer in [13, 23], got {opset!r}")
+    model, ckpt = resolve_model(source)
+    attn = _check_opts(model, batch, with_attention)
+    out, tmp = _atomic_target(path)
+    graph = export_graph(model, attn)
+    outputs = ["logits", "attention"] if attn else ["logits"]
+    example = _example(ckpt, batch or 2)
+    try:
+        with _quiet_exporter(), torch.no_grad():
+            if exporter == "dynamo":
+                dyn = None if batch else {"features": {0: torch.export.Dim("batch", max=65536)}}
+                torch.onnx.export(graph, (example,), str(tmp), input_names=[INPUT_NAME],
+                                  output_names=outputs, opset_version=opset, dynamo=True,
+                                  dynamic_shapes=dyn, verbose=False, report=False)
+            else:
+                axes = None if batch else {n: {0: "batch"} for n in (INPUT_NAME, *outputs)}
+                torch.onnx.export(graph, (example,), str(tmp), input_names=[INPUT_NAME],
+                                  output_names=outputs, opset_version=opset, dynamo=False,
+                                  dynamic_axes=axes, do_constant_folding=True)
+        proto = onnx.load(str(tmp))
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"ONNX export ({exporter}) of {ckpt.arch!r} failed: {first}") from exc
+    meta = {META_KEY: json.dumps(ckpt.metadata(), sort_keys=True),
+            EXPORT_KEY: _export_info(exporter, attn, batch, opset=opset, onnx=onnx.__version__)}
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name = "rt-tagger"
+    proto.doc_string = f"rt-tagger {ckpt.arch} tagger, {len(ckpt.tags)} tags"
+    onnx.save(proto, str(tmp))  # small models: weights stay inside the one file
+    os.replace(tmp, out)
+    return out
+
+
+def read_onnx_metadata(path: str | os.PathLike[str]) -> tuple["Checkpoint", dict[str, Any]]:
+    """``(checkpoint description without weights, export info)`` stored in an rt-tagger .onnx."""
+    import onnx
+
+    from .checkpoint import Checkpoint, _validate_meta
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"ONNX file not found: {p}")
+    try:
+        proto = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:
+        raise ModelError(f"{p} is not a readable ONNX file: {str(exc).splitlines()[0]}") from None
+    props = {m.key: m.value for m in proto.metadata_props}
+    return _checkpoint_from_json(props.get(META_KEY), p, Checkpoint, _validate_meta), \
+        json.loads(props.get(EXPORT_KEY) or "{}")
+
+
+def _checkpoint_from_json(text: str | None, p: Path, cls: Any, validate: Any) -> "Checkpoint":
+    if text is None:
+        raise ModelError(f"{p} has no rt-tagger metadata (export it with rt-tagger export)")
+    try:
+        meta = validate(json.loads(text), str(p))
+    except json.JSONDecodeError:
+        raise ModelError(f"{p}: rt-tagger metadata is not valid JSON") from None
+    fields = {k: meta.get(k) for k in ("arch", "arch_args", "tags", "sample_rate", "input_kind",
+                                         "input_length", "logmel", "thresholds", "model_card",
+                                         "format_version", "sha256")}
+    return cls(**fields, provenance=meta.get("provenance") or {}, path=p)
+
+
+def export_torchscript(
+    source: Any,
+    path: str | os.PathLike[str],
+    *,
+    batch: int | None = None,
+    with_attention: bool = True,
+) -> Path:
+    """Trace ``source`` to a TorchScript archive at ``path`` (checkpoint JSON inside); returns it.
+
+    Tracing keeps the batch axis symbolic for these models; ``batch`` only sets the example size.
+    TorchScript is deprecated upstream but is still what C++ (libtorch) deployments load.
+    """
+    import torch
+
+    model, ckpt = resolve_model(source)
+    attn = _check_opts(model, batch, with_attention)
+    out, tmp = _atomic_target(path)
+    graph = export_graph(model, attn)
+    try:
+        with _quiet_exporter(), torch.no_grad():
+            traced = torch.jit.trace(graph, (_example(ckpt, batch or 2),), check_trace=False)
+            files = {_TS_META: json.dumps(ckpt.metadata(), sort_keys=True),
+                     _TS_EXPORT: _export_info("torch.jit.trace", attn, batch)}
+            torch.jit.save(traced, str(tmp), _extra_files=files)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"TorchScript export of {ckpt.arch!r} failed: {first}") from exc
+    os.replace(tmp, out)
+    return out
+
+
+def load_torchscript(path: str | os.PathLike[str]) -> tuple[Any, "Checkpoint"]:
+    """``(scripted module, checkpoint description)`` from :func:`export_torchscript`'s file."""
+    import torch
+
+    from .checkpoint import Checkpoint, _validate_meta
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"TorchScript file not found: {p}")
+    files = {_TS_META: "", _TS_EXPORT: ""}
+    try:
+        with _quiet_exporter():
+            module = torch.jit.load(str(p), map_location="cpu", _extra_files=files)
+    except Exception as exc:
+        raise ModelError(f"{p} is not a TorchScript archive: {str(exc).splitlines()[0]}") from None
+    return module.eval(), _checkpoint_from_json(files[_TS_META] or None, p, Checkpoint,
+                                                _validate_meta)
+
+
+def export_model(name_or_path: Any, fmt: str, out_path: str | os.PathLike[str],
+                 **opts: Any) -> Path:
+    """CLI entry point: export a model name / checkpoint path as ``fmt`` ("onnx"|"torchscript").
+
+    ``opts`` go to :func:`export_onnx` or :func:`export_torchscript`; unknown ones are a
+    :class:`ConfigError`, a bad model a :class:`ModelError`.
+    """
+    funcs = {"onnx": export_onnx, "torchscript": export_torchscript}
+    fmt = {"ts": "torchscript", "pt": "torchscript"}.get(str(fmt).lower(), str(fmt).lower())
+    func = funcs.get(fmt)
+    if func is None:
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    allowed = [p for p in inspect.signature(func).parameters if p not in ("source", "path")]
+    bad = sorted(set(opts) - set(allowed))
+    if bad:
+        raise ConfigError(f"unknown option(s) for {fmt} export: {', '.join(bad)}; accepted: "
+                          f"{', '.join(allowed)}")
+    return func(name_or_path, out_path, **opts)
