@@ -40,7 +40,9 @@ MODELS = {
     "MSD_musicnn": dict(
         out="musicnn_msd.safetensors", tags=MSD_TAGS, dataset="Million Song Dataset (MSD), top-50 Last.fm tags",
         metrics={"dataset": "Million Song Dataset test set", "roc_auc": 0.8801927178090048,
-                 "pr_auc": 0.28906431196994925},
+                 "pr_auc": 0.28906431196994925,
+                 "note": "experiment.result prints both as 'AUC:'; read as ROC-AUC then PR-AUC, "
+                         "the order MTT_musicnn's file labels"},
     ),
 }
 
@@ -105,3 +107,99 @@ def load_tf_musicnn(wheel: str | os.PathLike, model: str) -> MusiCNN:
             raise ModelError(f"musicnn weight {k!r}: checkpoint shape {tuple(state[k].shape)}, model {tuple(v.shape)}")
     net.load_state_dict(state, strict=False)
     return net.eval()
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download_wheel(dest: str | os.PathLike) -> Path:
+    """``pip download --no-deps musicnn==0.1.0`` into ``dest``; the wheel's path."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", WHEEL_VERSION, "-d", os.fspath(dest)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wheel = Path(dest) / WHEEL_NAME
+    if done.returncode != 0 or not wheel.is_file():
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ModelError(f"could not download {WHEEL_VERSION} with pip: {last}")
+    return wheel
+
+
+def _conversion_date() -> str:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")  # reproducible builds convention
+    when = datetime.datetime.fromtimestamp(int(epoch), datetime.UTC) if epoch else datetime.datetime.now(datetime.UTC)
+    return when.date().isoformat()
+
+
+def provenance(model: str, wheel: str | os.PathLike, wheel_sha256: str) -> dict:
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        result = z.read(f"musicnn/{model}/experiment.result").decode("utf-8", errors="replace").strip()
+    return {
+        "source": f"PyPI {WHEEL_VERSION}: {WHEEL_NAME}, TensorFlow 1 checkpoint musicnn/{model}/",
+        "source_sha256": wheel_sha256,
+        "upstream": "https://github.com/jordipons/musicnn",
+        "authors": "Jordi Pons, Xavier Serra",
+        "paper": "J. Pons and X. Serra, 'musicnn: pre-trained convolutional neural networks for music "
+                 "audio tagging', ISMIR 2019 late-breaking/demo, arXiv:1909.06654",
+        "licence": "ISC",
+        "copyright": LICENSE_LINE,
+        "dataset": MODELS[model]["dataset"],
+        "metrics": MODELS[model]["metrics"],
+        "published_result": result,
+        "conversion": "weights copied unchanged (fp32); TF kernels transposed to PyTorch layout",
+        "command": f"python -m rt_tagger.convert.musicnn_tf --wheel {WHEEL_NAME} --out rt_tagger/weights/",
+        "date": _conversion_date(),
+    }
+
+
+def convert(wheel: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``musicnn_mtat.safetensors`` and ``musicnn_msd.safetensors`` into ``out_dir``."""
+    from ..checkpoint import save_checkpoint
+    from ..features.config import MUSICNN
+
+    wheel_sha = _sha256(wheel)
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise ModelError(f"output directory does not exist: {out_dir}")
+    written = []
+    for model, spec in MODELS.items():
+        net = load_tf_musicnn(wheel, model)
+        arch_args = dict(n_tags=net.n_tags, n_mels=net.n_mels, input_length=net.input_length,
+                         frontend_scale=1.6, midend_filters=64, backend_units=200)
+        written.append(save_checkpoint(
+            out_dir / spec["out"], net, arch="musicnn", arch_args=arch_args, tags=list(spec["tags"]),
+            sample_rate=16000, input_kind="logmel", input_length=187, logmel=MUSICNN,
+            provenance=provenance(model, wheel, wheel_sha),
+            model_card=f"musicnn {model} by Pons & Serra (2019), converted from the original TensorFlow "
+                       f"weights; {spec['dataset']}. Input: 187 frames (3 s) of log10(1 + 10000 * mel).",
+        ))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rt_tagger.convert.musicnn_tf", description=__doc__.split("\n\n")[0])
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--wheel", help=f"path of {WHEEL_NAME}")
+    src.add_argument("--download", action="store_true", help=f"pip download {WHEEL_VERSION} first")
+    parser.add_argument("--out", required=True, help="output directory (e.g. rt_tagger/weights/)")
+    args = parser.parse_args(argv)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            wheel = download_wheel(tmp) if args.download else Path(args.wheel)
+            if not wheel.is_file():
+                raise ModelError(f"wheel not found: {wheel}")
+            for path in convert(wheel, args.out):
+                print(f"wrote {path}")
+    except RtTaggerError as e:
+        print(f"musicnn_tf: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

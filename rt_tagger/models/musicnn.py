@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..features.config import MUSICNN
+from .registry import register_model, register_pretrained
 
 TF_BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default epsilon
 
@@ -160,3 +162,15 @@ class MusiCNN(nn.Module):
         ``max_pool (B, 753)``, ``penultimate (B, 200)``, plus ``logits (B, n_tags)``."""
         out = self._run(x)
         return {k: v.transpose(1, 2) if v.dim() == 3 else v for k, v in out.items()}
+
+
+@register_model("musicnn", logmel=MUSICNN)
+def musicnn(**kwargs) -> MusiCNN:
+    """musicnn (Pons & Serra 2019); see :class:`MusiCNN` for the arguments."""
+    return MusiCNN(**kwargs)
+
+
+register_pretrained("musicnn.mtat", arch="musicnn", filename="musicnn_mtat.safetensors",
+                    description="original MTT_musicnn (musicnn 0.1.0), MagnaTagATune top-50 tags")
+register_pretrained("musicnn.msd", arch="musicnn", filename="musicnn_msd.safetensors",
+                    description="original MSD_musicnn (musicnn 0.1.0), Million Song Dataset top-50 tags")
