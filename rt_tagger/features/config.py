@@ -99,7 +99,7 @@ class LogMelConfig:
         return cls(**d)
 
     def replace(self, **changes: Any) -> "LogMelConfig":
-        return dataclasses.replace(self, **changes)
+        return LogMelConfig.from_dict({**self.to_dict(), **changes})
 
 
 #: musicnn (Pons et al.): log10(1 + 10000 * mel power), 96 bands up to 8 kHz.

@@ -1,0 +1,100 @@
+// Python bindings of the SPSC ring buffer.
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include "errors.h"
+#include "ring_buffer.h"
+
+namespace py = pybind11;
+
+namespace rt_tagger {
+
+void init_ring(py::module_& m) {
+  py::class_<RingBuffer>(m, "RingBuffer")
+      .def(py::init([](int64_t capacity) {
+             if (capacity < 1 || capacity > (int64_t{1} << 34))
+               throw ParamError("ring capacity must be in [1, 2**34] samples, got " +
+                                std::to_string(capacity));
+             return new RingBuffer(static_cast<uint64_t>(capacity));
+           }),
+           py::arg("capacity"))
+      .def_property_readonly("capacity", &RingBuffer::capacity)
+      .def(
+          "push",
+          [](RingBuffer& r, const py::array& block, int channel) {
+            if (block.ndim() != 1 && block.ndim() != 2)
+              throw InputError("audio block must be 1-D (mono) or 2-D (frames, channels)");
+            require_f32(block, static_cast<int>(block.ndim()), "audio block");
+            const uint64_t frames = static_cast<uint64_t>(block.shape(0));
+            const int channels = block.ndim() == 2 ? static_cast<int>(block.shape(1)) : 1;
+            if (channels < 1) throw InputError("audio block has no channels");
+            if (channel >= channels)
+              throw InputError("channel " + std::to_string(channel) + " requested but the block has " +
+                               std::to_string(channels) + " channel(s)");
+            return r.push(static_cast<const float*>(block.data()), frames, channels, channel);
+          },
+          py::arg("block"), py::arg("channel") = -1,
+          "Producer: copy a block in (2-D blocks are averaged to mono, or one `channel` is "
+          "taken). Returns samples accepted; the rest count as overrun.")
+      .def_property_readonly("available", &RingBuffer::available)
+      .def(
+          "read",
+          [](RingBuffer& r, int64_t n) {
+            if (n < 0) throw InputError("n must be >= 0");
+            const uint64_t k = std::min<uint64_t>(static_cast<uint64_t>(n), r.available());
+            py::array_t<float> out(static_cast<py::ssize_t>(k));
+            r.read(out.mutable_data(), k);
+            return out;
+          },
+          py::arg("n"), "Consumer: take up to n samples (fewer if fewer are available).")
+      .def(
+          "read_into",
+          [](RingBuffer& r, py::array& out) {
+            require_f32(out, 1, "out");
+            if (!out.writeable()) throw InputError("out must be writeable");
+            return r.read(static_cast<float*>(out.mutable_data()), static_cast<uint64_t>(out.shape(0)));
+          },
+          py::arg("out"))
+      .def(
+          "peek",
+          [](RingBuffer& r, int64_t n) {
+            if (n < 0) throw InputError("n must be >= 0");
+            const uint64_t k = std::min<uint64_t>(static_cast<uint64_t>(n), r.available());
+            py::array_t<float> out(static_cast<py::ssize_t>(k));
+            r.peek(out.mutable_data(), k);
+            return out;
+          },
+          py::arg("n"))
+      .def("skip", &RingBuffer::skip, py::arg("n"))
+      .def(
+          "wait",
+          [](RingBuffer& r, uint64_t n, double timeout) {
+            // Blocks without the GIL until n samples are available or timeout (< 0: forever)
+            // passes; Ctrl-C interrupts it.
+            const auto t0 = std::chrono::steady_clock::now();
+            auto last_signal_check = t0;
+            while (true) {
+              if (r.available() >= n) return true;
+              const auto now = std::chrono::steady_clock::now();
+              if (timeout >= 0 && std::chrono::duration<double>(now - t0).count() >= timeout) return false;
+              if (now - last_signal_check > std::chrono::milliseconds(50)) {
+                last_signal_check = now;
+                if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+              }
+              py::gil_scoped_release release;
+              std::this_thread::sleep_for(std::chrono::microseconds(500));
+            }
+          },
+          py::arg("n"), py::arg("timeout") = -1.0)
+      .def("take_overrun", &RingBuffer::take_overrun,
+           "Overrun (dropped) samples since the last call; resets the counter.")
+      .def_property_readonly("overrun_total", &RingBuffer::overrun_total)
+      .def_property_readonly("pushed_total", &RingBuffer::pushed_total)
+      .def_property_readonly("read_total", &RingBuffer::read_total);
+}
+
+}  // namespace rt_tagger
