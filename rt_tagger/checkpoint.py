@@ -289,13 +289,14 @@ def save_checkpoint(
     """Write ``model``'s weights and description to one ``.safetensors`` file (atomically).
 
     Raises :class:`ConfigError` for a description that contradicts itself or the model
-    (e.g. ``len(tags) != model.n_tags``) and :class:`ModelError` for an unknown ``arch``.
+    (``len(tags) != model.n_tags``, or ``arch(**arch_args)`` has other tensors than ``model``)
+    and :class:`ModelError` for an unknown ``arch``.
     """
     from safetensors.torch import save as st_save
 
     from .models.registry import get_arch
 
-    get_arch(arch)
+    entry = get_arch(arch)
     if isinstance(logmel, LogMelConfig):
         logmel = logmel.to_dict()
     if thresholds is not None:
@@ -327,6 +328,18 @@ def save_checkpoint(
     except ModelError as exc:
         raise ConfigError(str(exc)) from None
 
+    # Catch a wrong arch/arch_args now rather than when someone loads the file.
+    try:
+        reference = entry.factory(**arch_args)
+    except (TypeError, ConfigError) as exc:
+        raise ConfigError(f"cannot save checkpoint: arch_args {arch_args} do not fit "
+                          f"architecture {arch!r}: {exc}") from None
+    try:
+        _check_state_dict(reference, model.state_dict(), f"cannot save checkpoint as {arch!r} "
+                                                          f"with arch_args {arch_args}")
+    except ModelError as exc:
+        raise ConfigError(str(exc)) from None
+    del reference
     # Own, contiguous CPU copies: safetensors refuses shared or strided storage.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     header, data = _parse(st_save(tensors), "serialised tensors")
