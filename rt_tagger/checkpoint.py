@@ -122,7 +122,7 @@ def _check_state_dict(model: "nn.Module", sd: dict[str, Any], where: str) -> Non
     have = {k: tuple(v.shape) for k, v in sd.items()}
     missing = sorted(set(want) - set(have))
     unexpected = sorted(set(have) - set(want))
-    shapes = [f"{k} {have[k]} vs {want[k]}" for k in sorted(set(want) & set(have))
+    shapes = [f"{k} is {have[k]}, needs {want[k]}" for k in sorted(set(want) & set(have))
               if want[k] != have[k]]
     if missing or unexpected or shapes:
         def few(xs: list[str]) -> str:
