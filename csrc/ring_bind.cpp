@@ -2,6 +2,7 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -12,8 +13,70 @@
 namespace py = pybind11;
 
 namespace rt_tagger {
+namespace {
+
+// Test hook: a native producer thread pushes the sequence 0, 1, 2, ... (as float32, exact below
+// 2**24) in blocks of pseudo-random size while the calling thread consumes. Returns what the
+// consumer saw: samples received, ordering violations, the sum of gaps in the sequence (samples
+// lost) and the ring's own overrun count, so the test can check exact accounting.
+py::dict ring_stress(uint64_t capacity, uint64_t total, uint32_t max_block, uint32_t seed,
+                     uint32_t consumer_pause_us, bool producer_waits) {
+  if (total >= (1u << 24)) throw ParamError("total must be < 2**24 (exact float32 integers)");
+  RingBuffer ring(capacity);
+  uint64_t received = 0, disorder = 0, gaps = 0;
+  {
+    py::gil_scoped_release release;
+    std::thread producer([&] {
+      std::vector<float> block(max_block);
+      uint32_t state = seed ? seed : 1;
+      uint64_t next = 0;
+      while (next < total) {
+        state = state * 1664525u + 1013904223u;
+        uint64_t n = 1 + (state >> 8) % max_block;
+        n = std::min<uint64_t>(n, total - next);
+        if (producer_waits)
+          while (ring.capacity() - ring.available() < n) std::this_thread::yield();
+        for (uint64_t i = 0; i < n; ++i) block[i] = static_cast<float>(next + i);
+        ring.push(block.data(), n, 1, -1);
+        next += n;
+      }
+    });
+    std::vector<float> buf(4096);
+    int64_t expect = 0;
+    while (true) {
+      const uint64_t got = ring.read(buf.data(), buf.size());
+      for (uint64_t i = 0; i < got; ++i) {
+        const int64_t v = static_cast<int64_t>(buf[i]);
+        if (v < expect) ++disorder;
+        else gaps += static_cast<uint64_t>(v - expect);
+        expect = v + 1;
+      }
+      received += got;
+      if (got == 0) {
+        if (ring.pushed_total() + ring.overrun_total() >= total && ring.available() == 0) break;
+        std::this_thread::yield();
+      } else if (consumer_pause_us) {
+        std::this_thread::sleep_for(std::chrono::microseconds(consumer_pause_us));
+      }
+    }
+    producer.join();
+    gaps += static_cast<uint64_t>(static_cast<int64_t>(total) - expect);  // lost at the end
+  }
+  py::dict d;
+  d["received"] = received;
+  d["disorder"] = disorder;
+  d["lost_in_sequence"] = gaps;
+  d["overrun_total"] = ring.overrun_total();
+  d["pushed_total"] = ring.pushed_total();
+  return d;
+}
+
+}  // namespace
 
 void init_ring(py::module_& m) {
+  m.def("_ring_stress", &ring_stress, py::arg("capacity"), py::arg("total"),
+        py::arg("max_block"), py::arg("seed"), py::arg("consumer_pause_us"),
+        py::arg("producer_waits"), "Test hook: native two-thread stress of RingBuffer.");
   py::class_<RingBuffer>(m, "RingBuffer")
       .def(py::init([](int64_t capacity) {
              if (capacity < 1 || capacity > (int64_t{1} << 34))

@@ -1,0 +1,17 @@
+"""Shared fixtures: seeded synthetic signals and real music clips (tests/data)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from signals import MUSIC_CLIPS, SYNTHETIC, load_music, synthetic
+
+
+@pytest.fixture(params=MUSIC_CLIPS)
+def music(request) -> np.ndarray:
+    return load_music(request.param)
+
+
+@pytest.fixture(params=SYNTHETIC)
+def synth(request) -> np.ndarray:
+    return synthetic(request.param)
