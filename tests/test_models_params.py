@@ -46,6 +46,23 @@ def test_spec_att_front_end_matches_table1() -> None:
     assert count(model) == expected
 
 
+def test_spec_att_filter_heights_scale_with_n_mels() -> None:
+    model = create_model("spec_att", n_mels=128, input_length=16)
+    kernels = sorted(branch[0].kernel_size for branch in model.frontend.vertical)
+    assert kernels == [(51, 1), (51, 3), (51, 7), (115, 1), (115, 3), (115, 7)]  # 0.4, 0.9 x 128
+    lengths = sorted(branch[0].kernel_size[0] for branch in model.frontend.horizontal)
+    assert lengths == [33, 65, 129, 165]
+
+
+def test_spec_att_frontend_scale_doubles_the_filters() -> None:
+    model = create_model("spec_att", frontend_scale=2)
+    vertical = sum(conv_bn(1, 2 * c, f * t) for c, f, t in TABLE1_SPEC_VERTICAL)
+    horizontal = sum(conv_bn(1, 2 * c, t) for c, t in TABLE1_SPEC_HORIZONTAL)
+    assert count(model.frontend.vertical) == vertical
+    assert count(model.frontend.horizontal) == horizontal
+    assert model.frontend.project[0].in_channels == 2 * 232
+
+
 def test_raw_att_matches_table1() -> None:
     model = create_model("raw_att")
     chans = [1] + TABLE1_RAW[:5]

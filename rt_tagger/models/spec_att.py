@@ -12,7 +12,8 @@
 * concatenation along channels, then a 1x1 conv to the attention width + BatchNorm + ReLU.
 
 Channels follow Table 1 by default (width 1/3/7: 32/16/8 per height; length 33/65/129/165:
-64/32/16/8), 232 channels in all. The paper gives no layer between the concatenation and the
+64/32/16/8), 232 channels in all; ``frontend_scale`` multiplies them (2 gives 64/32/16 and
+128/64/32/16, the larger reading of the project brief). The paper gives no layer between the concatenation and the
 encoder; the 1x1 projection to ``width`` is our reading of "the feature map is the word
 embedding" when widths differ. Back-end: :class:`~.attention.AttentionBackend` (learned
 position embeddings, 2 layers, 8 heads, width 512, FFN 4x width, GELU, dropout 0.1).
@@ -44,10 +45,12 @@ HEIGHTS = (0.4, 0.9)
 class SpecFrontEnd(nn.Module):
     """``(B, frames, n_mels)`` -> ``(B, frames, width)`` (time preserved)."""
 
-    def __init__(self, n_mels: int, width: int,
+    def __init__(self, n_mels: int, width: int, scale: int = 1,
                  vertical: Sequence[Sequence[int]] = VERTICAL,
                  horizontal: Sequence[Sequence[int]] = HORIZONTAL) -> None:
         super().__init__()
+        vertical = [(c * scale, w) for c, w in vertical]
+        horizontal = [(c * scale, n) for c, n in horizontal]
         self.input_bn = nn.BatchNorm2d(1)
         self.vertical = nn.ModuleList()
         for frac in HEIGHTS:
@@ -85,14 +88,14 @@ class SpecAtt(nn.Module):
 
     def __init__(self, *, n_mels: int = 96, input_length: int = 256, width: int = 512,
                  layers: int = 2, heads: int = 8, n_tags: int = 50, dropout: float = 0.1,
-                 ffn_dim: int | None = None) -> None:
+                 ffn_dim: int | None = None, frontend_scale: int = 1) -> None:
         super().__init__()
         for name, v in (("n_mels", n_mels), ("input_length", input_length), ("width", width),
-                        ("heads", heads), ("n_tags", n_tags)):
-            if not isinstance(v, int) or v < 1:
+                        ("heads", heads), ("n_tags", n_tags), ("frontend_scale", frontend_scale)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"spec_att: {name} must be a positive integer, got {v!r}")
         self.n_mels, self.input_length, self.n_tags = n_mels, input_length, n_tags
-        self.frontend = SpecFrontEnd(n_mels, width)
+        self.frontend = SpecFrontEnd(n_mels, width, frontend_scale)
         self.backend = AttentionBackend(width=width, layers=layers, heads=heads,
                                         max_steps=input_length, n_tags=n_tags, dropout=dropout,
                                         ffn_dim=ffn_dim)
@@ -109,7 +112,8 @@ class SpecAtt(nn.Module):
 @register_model("spec_att", logmel=SPEC_ATT_DB)
 def spec_att(*, n_mels: int = 96, input_length: int = 256, width: int = 512, layers: int = 2,
              heads: int = 8, n_tags: int = 50, dropout: float = 0.1,
-             ffn_dim: int | None = None) -> SpecAtt:
+             ffn_dim: int | None = None, frontend_scale: int = 1) -> SpecAtt:
     """Spec_Att of Won et al. (2019) with the paper's defaults (256 frames x 96 mels, dB)."""
     return SpecAtt(n_mels=n_mels, input_length=input_length, width=width, layers=layers,
-                   heads=heads, n_tags=n_tags, dropout=dropout, ffn_dim=ffn_dim)
+                   heads=heads, n_tags=n_tags, dropout=dropout, ffn_dim=ffn_dim,
+                   frontend_scale=frontend_scale)
