@@ -1,0 +1,72 @@
+"""Sliding windows over a stream of feature frames (or samples, for waveform models)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+@dataclass
+class Chunk:
+    index: int
+    start: int  # first unit (frame or sample) of the chunk, counted from the stream start
+    data: np.ndarray  # (length, dim) float32, or (length,) for waveforms
+    padded: int = 0  # units of padding appended (only for a stream shorter than one chunk)
+
+
+class Chunker:
+    """Emits a chunk of ``length`` units every ``hop`` units, as soon as it is complete.
+
+    ``push(units)`` appends ``(n, dim)`` frames (or ``(n,)`` samples) and returns the chunks that
+    became complete. ``finish(pad_value)`` ends the stream: if no chunk was ever emitted (a
+    stream shorter than one chunk), the units seen so far are padded with ``pad_value`` into a
+    single chunk (``Chunk.padded`` says how much); otherwise trailing units after the last full
+    chunk are dropped, as musicnn and the paper's evaluation do.
+    """
+
+    def __init__(self, length: int, hop: int) -> None:
+        if length < 1:
+            raise ConfigError(f"chunk length must be >= 1, got {length}")
+        if not 1 <= hop:
+            raise ConfigError(f"chunk hop must be >= 1 unit, got {hop}")
+        self.length = length
+        self.hop = hop
+        self._buf: np.ndarray | None = None
+        self._buf_start = 0  # unit index of _buf[0]
+        self._total = 0
+        self.emitted = 0
+
+    @property
+    def units_seen(self) -> int:
+        return self._total
+
+    def push(self, units: np.ndarray) -> list[Chunk]:
+        if units.shape[0] == 0:
+            return []
+        self._buf = units.copy() if self._buf is None else np.concatenate([self._buf, units])
+        self._total += units.shape[0]
+        out = []
+        while True:
+            start = self.emitted * self.hop
+            if start + self.length > self._total:
+                break
+            lo = start - self._buf_start
+            out.append(Chunk(self.emitted, start, np.ascontiguousarray(self._buf[lo : lo + self.length])))
+            self.emitted += 1
+        drop = self.emitted * self.hop - self._buf_start
+        if drop > 0:
+            drop = min(drop, self._buf.shape[0])
+            self._buf = self._buf[drop:]
+            self._buf_start += drop
+        return out
+
+    def finish(self, pad_value: float) -> list[Chunk]:
+        if self.emitted or self._buf is None or self._total == 0:
+            return []
+        have = self._buf.shape[0]
+        pad_shape = (self.length - have,) + self._buf.shape[1:]
+        data = np.concatenate([self._buf, np.full(pad_shape, pad_value, self._buf.dtype)])
+        self.emitted = 1
+        return [Chunk(0, 0, np.ascontiguousarray(data), padded=self.length - have)]

@@ -1,0 +1,260 @@
+"""The streaming pipeline: source -> ring -> log-mel -> chunker -> engine -> aggregator -> messages.
+
+Three threads besides the producer (PortAudio callback or decoder thread):
+
+* the **feature** thread drains the ring, counts overruns, resamples to the model rate (soxr),
+  computes log-mel frames incrementally and cuts chunks;
+* the **inference** thread takes every chunk waiting (a batch when it fell behind), runs the
+  engine and folds the results into the aggregator;
+* the caller's thread iterates :meth:`Pipeline.messages` (the JSON Lines contract: ``status``,
+  ``update``, ``event``, ``summary``).
+
+The chunk queue is bounded. A live source whose chunks arrive faster than inference drops the
+oldest waiting chunks and says so (an ``overload`` event) instead of growing without bound; an
+offline file waits instead, so nothing is lost.
+"""
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from typing import Iterator
+
+import numpy as np
+
+from .aggregator import Aggregator, ChunkResult
+from .chunker import Chunk, Chunker
+from .features import LogMel, LogMelConfig
+from .sources.base import Source
+
+_END = object()
+
+
+class Pipeline:
+    def __init__(self, engine, source: Source, aggregator: Aggregator, *, hop_units: int,
+                 max_queue: int = 8, logmel_backend: str = "native") -> None:
+        ck = engine.checkpoint
+        self.engine = engine
+        self.source = source
+        self.aggregator = aggregator
+        self.rate = int(ck.sample_rate)
+        self.logmel_config = LogMelConfig.from_dict(ck.logmel) if ck.logmel else None
+        self.unit_seconds = (self.logmel_config.hop_length / self.rate if self.logmel_config
+                             else 1.0 / self.rate)
+        self.chunker = Chunker(int(ck.input_length), int(hop_units))
+        self.live = not source.finite or getattr(source, "realtime", False)
+        self.max_queue = max_queue
+        self._logmel_backend = logmel_backend
+        self._out: queue.Queue = queue.Queue()
+        self._chunks: collections.deque[tuple[Chunk, float]] = collections.deque()
+        self._cond = threading.Condition()
+        self._feature_done = False
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.samples_in = 0  # at the source rate
+        self.samples_model = 0  # at the model rate
+        self.overrun_samples = 0
+        self.dropped_chunks = 0
+        self.taggram: list[tuple[int, float, float, np.ndarray]] = []
+        self.padded_units = 0
+        self._cpu0 = (time.process_time(), time.perf_counter())
+
+    # ---- public -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.source.start(self._on_state)
+        for target, name in ((self._feature_loop, "features"), (self._inference_loop, "inference")):
+            t = threading.Thread(target=self._guard(target), name=f"rt-tagger-{name}-{self.source.name}",
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.source.stop()
+        with self._cond:
+            self._cond.notify_all()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=10)
+
+    def messages(self) -> Iterator[dict]:
+        """Yields every message until the source ends (or :meth:`stop`); re-raises worker errors."""
+        while True:
+            try:
+                msg = self._out.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set() and not any(t.is_alive() for t in self._threads):
+                    return
+                continue
+            if msg is _END:
+                return
+            if isinstance(msg, BaseException):
+                self.stop()
+                raise msg
+            msg.setdefault("source", self.source.name)
+            yield msg
+
+    def snapshot(self):
+        return self.aggregator.snapshot()
+
+    # ---- threads ------------------------------------------------------------------------------
+    def _guard(self, fn):
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # surfaces in messages(), never lost
+                self._out.put(exc)
+                self._stop.set()
+                with self._cond:
+                    self._cond.notify_all()
+        return run
+
+    def _emit(self, msg: dict) -> None:
+        self._out.put(msg)
+
+    def _on_state(self, state: str, detail: str) -> None:
+        self.aggregator.set_status(source_state=state)
+        self._emit({"type": "event", "event": "source_state", "t": round(self._t(), 3),
+                    "state": state, "detail": detail})
+
+    def _t(self) -> float:
+        return self.samples_model / self.rate
+
+    def _feature_loop(self) -> None:
+        src = self.source
+        ring = src.ring
+        assert ring is not None
+        resampler = None
+        if src.sample_rate != self.rate:
+            import soxr
+
+            resampler = soxr.ResampleStream(src.sample_rate, self.rate, 1, dtype="float32",
+                                            quality="HQ")
+        logmel = LogMel(self.logmel_config, backend=self._logmel_backend).stream() if self.logmel_config else None
+        buf = np.empty(max(4096, src.sample_rate // 10), np.float32)
+        while not self._stop.is_set():
+            ring.wait(1, timeout=0.05)
+            lost = ring.take_overrun()
+            if lost:
+                self.overrun_samples += lost
+                self.aggregator.set_status(overruns=self.overrun_samples)
+                self._emit({"type": "event", "event": "overrun", "t": round(self._t(), 3),
+                            "samples": int(lost), "seconds": round(lost / src.sample_rate, 4)})
+            n = ring.read_into(buf)
+            if n == 0:
+                if src.done and ring.available == 0:
+                    break
+                continue
+            t_read = time.perf_counter()
+            self.samples_in += n
+            x = buf[:n]
+            if resampler is not None:
+                x = resampler.resample_chunk(x)
+            self._process(x, logmel, t_read)
+        if self._stop.is_set():
+            return
+        t_read = time.perf_counter()
+        tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True) if resampler else None
+        if tail is not None and tail.size:
+            self._process(tail, logmel, t_read)
+        if logmel is not None:
+            frames = logmel.flush()
+            self.aggregator.add_frames(frames)
+            for c in self.chunker.push(frames):
+                self._submit(c, t_read)
+        pad = self._pad_value()
+        for c in self.chunker.finish(pad):
+            self.padded_units = c.padded
+            self._emit({"type": "event", "event": "short_input", "t": round(self._t(), 3),
+                        "detail": f"audio shorter than one chunk: padded {c.padded} of "
+                                  f"{self.chunker.length} units with silence"})
+            self._submit(c, t_read)
+        with self._cond:
+            self._feature_done = True
+            self._cond.notify_all()
+
+    def _process(self, x: np.ndarray, logmel, t_read: float) -> None:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        self.samples_model += x.size
+        units = logmel.push(x) if logmel is not None else x
+        if logmel is not None:
+            self.aggregator.add_frames(units)
+        for c in self.chunker.push(units):
+            self._submit(c, t_read)
+
+    def _pad_value(self) -> float:
+        c = self.logmel_config
+        if c is None or c.log == "none":
+            return 0.0
+        return 0.0 if c.log == "log10p" else float(10 * np.log10(c.amin))
+
+    def _submit(self, chunk: Chunk, t_read: float) -> None:
+        with self._cond:
+            if self.live:
+                while len(self._chunks) >= self.max_queue:
+                    self._chunks.popleft()
+                    self.dropped_chunks += 1
+                    self.aggregator.set_status(dropped_chunks=self.dropped_chunks)
+                    self._emit({"type": "event", "event": "overload", "t": round(self._t(), 3),
+                                "dropped_chunks": self.dropped_chunks,
+                                "detail": "inference cannot keep up; oldest chunk dropped "
+                                          "(use a larger --hop, a smaller model or another backend)"})
+            else:
+                while len(self._chunks) >= self.max_queue and not self._stop.is_set():
+                    self._cond.wait(0.05)
+            self._chunks.append((chunk, t_read))
+            self._cond.notify_all()
+
+    def _inference_loop(self) -> None:
+        eng = self.engine
+        us = self.unit_seconds
+        while True:
+            with self._cond:
+                while not self._chunks and not self._feature_done and not self._stop.is_set():
+                    self._cond.wait(0.1)
+                if self._stop.is_set():
+                    return
+                if not self._chunks and self._feature_done:
+                    break
+                batch = [self._chunks.popleft() for _ in range(min(len(self._chunks), eng.max_batch))]
+                self._cond.notify_all()
+            out = eng.run(np.stack([c.data for c, _ in batch]))
+            done = time.perf_counter()
+            for i, (c, t_read) in enumerate(batch):
+                t0, t1 = c.start * us, (c.start + self.chunker.length - c.padded) * us
+                r = ChunkResult(c.index, t0, t1, out.probs[i],
+                                None if out.attention is None else out.attention[i],
+                                latency_ms=(done - t_read) * 1e3, padded=c.padded)
+                self.taggram.append((c.index, t0, t1, out.probs[i].copy()))
+                update, events = self.aggregator.add(r)
+                self._emit(update)
+                for e in events:
+                    self._emit(e)
+            cpu = self._cpu()
+            self.aggregator.set_status(latency_ms=round((done - batch[-1][1]) * 1e3, 2),
+                                       cpu_percent=cpu, batch=len(batch))
+        t_end = self._t()
+        for e in self.aggregator.close_events(t_end):
+            self._emit(e)
+        song = self.aggregator.song_level()
+        tags = self.aggregator.tags
+        order = np.argsort(-song, kind="stable")[: self.aggregator.topk]
+        self._emit({"type": "summary", "t": round(t_end, 3),
+                    "probs": {t: round(float(p), 4) for t, p in zip(tags, song)},
+                    "top": [[tags[i], round(float(song[i]), 4)] for i in order],
+                    "chunks": len(self.taggram), "duration": round(t_end, 3),
+                    "overrun_samples": self.overrun_samples,
+                    "dropped_chunks": self.dropped_chunks})
+        if self.source.error is not None:
+            self._out.put(self.source.error)
+        self._out.put(_END)
+
+    def _cpu(self) -> float:
+        p, w = time.process_time(), time.perf_counter()
+        p0, w0 = self._cpu0
+        if w - w0 < 1.0:
+            return self.aggregator.status.get("cpu_percent", 0.0)
+        self._cpu0 = (p, w)
+        return round(100.0 * (p - p0) / (w - w0), 1)
+

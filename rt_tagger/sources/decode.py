@@ -1,0 +1,163 @@
+"""Decoding audio files and streams into float32 blocks at their native rate.
+
+soundfile (libsndfile) opens wav/flac/ogg/mp3 files; everything else (other containers, pipes,
+network streams such as internet radio) goes through PyAV/FFmpeg. Both yield ``(frames,
+channels)`` float32 blocks; nothing is resampled here.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import AudioFileError
+
+URL_SCHEMES = ("http://", "https://", "rtsp://", "rtmp://", "udp://", "tcp://", "icecast://", "pipe:")
+
+
+def is_url(target: str) -> bool:
+    return str(target).lower().startswith(URL_SCHEMES)
+
+
+@dataclass
+class AudioInfo:
+    sample_rate: int
+    channels: int
+    frames: int | None  # None for streams of unknown length
+    backend: str  # "soundfile" or "pyav"
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.frames is None else self.frames / self.sample_rate
+
+
+class Decoder:
+    """Opens ``target`` (path or URL) and iterates over float32 ``(frames, channels)`` blocks."""
+
+    def __init__(self, target: str | os.PathLike[str], *, block_frames: int = 4096,
+                 timeout: float = 10.0) -> None:
+        self.target = os.fspath(target)
+        self.block_frames = block_frames
+        self.timeout = timeout
+        self._sf = None
+        self._av = None
+        if not is_url(self.target):
+            path = Path(self.target)
+            if not path.exists():
+                raise AudioFileError(f"no such file: {self.target}")
+            if path.is_dir():
+                raise AudioFileError(f"{self.target} is a directory, not an audio file")
+            if path.stat().st_size == 0:
+                raise AudioFileError(f"{self.target} is empty (0 bytes)")
+            self._sf = _try_soundfile(self.target)
+        if self._sf is not None:
+            f = self._sf
+            self.info = AudioInfo(int(f.samplerate), int(f.channels), int(f.frames), "soundfile")
+        else:
+            self._av, self.info = _open_pyav(self.target, timeout)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        if self._sf is not None:
+            try:
+                while True:
+                    block = self._sf.read(self.block_frames, dtype="float32", always_2d=True)
+                    if block.shape[0] == 0:
+                        return
+                    yield block
+            except RuntimeError as exc:  # libsndfile decode error mid-file
+                raise AudioFileError(f"{self.target}: decoding failed: {exc}") from None
+        else:
+            yield from _pyav_blocks(self._av, self.target, self.info.channels)
+
+    def close(self) -> None:
+        if self._sf is not None:
+            self._sf.close()
+        if self._av is not None:
+            self._av.close()
+
+    def __enter__(self) -> "Decoder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _try_soundfile(path: str):
+    import soundfile as sf
+
+    try:
+        return sf.SoundFile(path)
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return None  # not a format libsndfile reads: try FFmpeg
+
+
+def _open_pyav(target: str, timeout: float):
+    try:
+        import av
+    except ImportError:  # pragma: no cover - av is a dependency
+        raise AudioFileError(f"{target}: not readable by soundfile and PyAV is not installed") from None
+    options = {"rw_timeout": str(int(timeout * 1e6))} if is_url(target) else {}
+    try:
+        container = av.open(target, options=options, timeout=timeout)
+    except Exception as exc:  # av raises many FFmpeg error types
+        raise AudioFileError(f"cannot open {target}: {_av_reason(exc)}") from None
+    if not container.streams.audio:
+        container.close()
+        raise AudioFileError(f"{target} has no audio stream")
+    stream = container.streams.audio[0]
+    rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+    channels = int(stream.codec_context.channels or 0) if hasattr(stream.codec_context, "channels") else 0
+    if not channels:
+        channels = len(stream.codec_context.layout.channels)
+    if rate <= 0 or channels <= 0:
+        container.close()
+        raise AudioFileError(f"{target}: audio stream has no sample rate or channel layout")
+    frames = None
+    if stream.duration is not None and stream.time_base is not None:
+        frames = int(round(float(stream.duration * stream.time_base) * rate))
+    return container, AudioInfo(rate, channels, frames, "pyav")
+
+
+def _pyav_blocks(container, target: str, channels: int) -> Iterator[np.ndarray]:
+    import av
+
+    stream = container.streams.audio[0]
+    resampler = av.AudioResampler(format="flt", layout=stream.codec_context.layout,
+                                  rate=stream.codec_context.sample_rate)
+    try:
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                yield out.to_ndarray().reshape(-1, channels).astype(np.float32, copy=False)
+    except av.error.EOFError:
+        return
+    except Exception as exc:
+        raise AudioFileError(f"{target}: decoding failed: {_av_reason(exc)}") from None
+
+
+def _av_reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def read_audio(target: str | os.PathLike[str], *, sample_rate: int | None = 16000,
+               mono: bool = True) -> tuple[np.ndarray, int]:
+    """Whole file (or stream until it ends) as float32; resampled with soxr when asked.
+
+    Returns ``(audio, rate)``: ``(n,)`` when ``mono`` (channels averaged), else ``(n, channels)``.
+    """
+    with Decoder(target) as dec:
+        blocks = list(dec.blocks())
+        rate = dec.info.sample_rate
+        ch = dec.info.channels
+    y = np.concatenate(blocks) if blocks else np.zeros((0, ch), np.float32)
+    if mono:
+        y = y.mean(axis=1, dtype=np.float32) if y.shape[1] > 1 else y[:, 0]
+    if sample_rate is not None and rate != sample_rate and y.shape[0]:
+        import soxr
+
+        y = soxr.resample(y, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
+        rate = sample_rate
+    return np.ascontiguousarray(y, dtype=np.float32), rate

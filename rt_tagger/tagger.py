@@ -1,0 +1,176 @@
+"""The Python API: ``Tagger(model=...).stream(source)`` and ``Tagger.tag_file(path)``."""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from .aggregator import Aggregator
+from .errors import AudioInputError, ConfigError
+from .features import LogMel, LogMelConfig
+
+#: The model used when none is given. The converted musicnn (MagnaTagATune) until the
+#: distilled Spec_Att default ships.
+DEFAULT_MODEL = "musicnn.mtat"
+
+
+@dataclass
+class TagResult:
+    """Offline tagging of one clip. ``taggram[i]`` are the tag probabilities of chunk ``i``,
+    which covers ``times[i, 0]`` .. ``times[i, 1]`` seconds; ``probs`` is the song-level mean."""
+
+    tags: list[str]
+    times: np.ndarray
+    taggram: np.ndarray
+    probs: np.ndarray
+    duration: float
+    padded: int = 0
+
+    def top(self, k: int = 5) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probs, kind="stable")[:k]
+        return [(self.tags[i], float(self.probs[i])) for i in order]
+
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
+        """The taggram as CSV: ``start,end,<tag>...`` one row per chunk."""
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["start", "end", *self.tags])
+            for (t0, t1), row in zip(self.times, self.taggram):
+                w.writerow([f"{t0:.3f}", f"{t1:.3f}", *(f"{p:.5f}" for p in row)])
+
+
+def parse_hop(hop: str | float, unit_seconds: float, chunk_units: int) -> int:
+    """``"chunk"`` (non-overlapping) or seconds -> hop in chunker units (frames or samples)."""
+    if isinstance(hop, str) and hop.strip().lower() == "chunk":
+        return chunk_units
+    try:
+        seconds = float(hop)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--hop must be seconds (e.g. 0.5) or 'chunk', got {hop!r}") from None
+    if not seconds > 0:
+        raise ConfigError(f"--hop must be > 0 seconds, got {hop!r}")
+    return max(1, int(round(seconds / unit_seconds)))
+
+
+class Tagger:
+    """A model on an engine, plus the streaming settings.
+
+    ``model``: registry name (``"musicnn.mtat"``), checkpoint path or ``.onnx`` file.
+    ``hop``: seconds between chunk starts, or ``"chunk"`` for non-overlapping chunks.
+    ``aggregation``/``horizon``/``threshold``/``min_duration``/``topk``: see
+    :class:`~rt_tagger.aggregator.Aggregator`; ``threshold=None`` uses the per-tag thresholds
+    stored in the checkpoint when there are any, else 0.5.
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | None = None, *, backend: str = "auto",
+                 hop: str | float = 0.5, aggregation: str = "mean", horizon: float = 3.0,
+                 threshold: float | None = None, off_ratio: float = 0.8,
+                 min_duration: float = 1.0, topk: int = 5, threads: int | None = None,
+                 max_batch: int = 16) -> None:
+        from .engines import create_engine
+
+        self.model = os.fspath(model) if model is not None else DEFAULT_MODEL
+        self.engine = create_engine(self.model, backend, threads=threads, max_batch=max_batch)
+        ck = self.engine.checkpoint
+        self.checkpoint = ck
+        self.tags = list(ck.tags)
+        self.sample_rate = int(ck.sample_rate)
+        self.logmel_config = LogMelConfig.from_dict(ck.logmel) if ck.logmel else None
+        self.unit_seconds = (self.logmel_config.hop_length / self.sample_rate
+                             if self.logmel_config else 1.0 / self.sample_rate)
+        self.chunk_units = int(ck.input_length)
+        self.hop_units = parse_hop(hop, self.unit_seconds, self.chunk_units)
+        self._agg_kw = dict(mode=aggregation, horizon=horizon, off_ratio=off_ratio,
+                            min_duration=min_duration, topk=topk)
+        self.threshold = threshold
+        self.make_aggregator()  # validate the settings now, not mid-stream
+        self.pipeline = None
+
+    @property
+    def hop_seconds(self) -> float:
+        return self.hop_units * self.unit_seconds
+
+    @property
+    def chunk_seconds(self) -> float:
+        return self.chunk_units * self.unit_seconds
+
+    def make_aggregator(self) -> Aggregator:
+        thr = self.threshold
+        if thr is None:
+            thr = np.asarray(self.checkpoint.thresholds, np.float32) if self.checkpoint.thresholds else 0.5
+        return Aggregator(self.tags, thresholds=thr, frame_seconds=self.unit_seconds,
+                          n_mels=self.logmel_config.n_mels if self.logmel_config else None,
+                          **self._agg_kw)
+
+    def status(self, source) -> dict:
+        return {"type": "status", "source": source.name, "t": 0.0, "model": self.model,
+                "backend": self.engine.name, "backend_reason": self.engine.selection_reason,
+                "sample_rate": self.sample_rate, "input": source.description,
+                "input_rate": source.sample_rate, "hop": round(self.hop_seconds, 4),
+                "chunk": round(self.chunk_seconds, 4), "tags": self.tags}
+
+    def stream(self, source, *, realtime: bool = False, name: str = "main",
+               channel: int | None = None, max_queue: int = 8) -> Iterator[dict]:
+        """Tag a live or file source; yields the JSON Lines messages as dicts.
+
+        ``source``: a :class:`~rt_tagger.sources.Source`, a path/URL, or ``"device:NAME"``.
+        """
+        from .pipeline import Pipeline
+        from .sources import Source, open_source
+
+        src = source if isinstance(source, Source) else open_source(
+            source, name=name, realtime=realtime, channel=channel)
+        pipe = Pipeline(self.engine, src, self.make_aggregator(), hop_units=self.hop_units,
+                        max_queue=max_queue)
+        self.pipeline = pipe
+        yield self.status(src)
+        pipe.start()
+        try:
+            yield from pipe.messages()
+        finally:
+            pipe.stop()
+
+    def tag_file(self, path: str | os.PathLike[str]) -> TagResult:
+        """Offline tagging of a whole file (decoded, resampled, batched)."""
+        from .sources import read_audio
+
+        y, _ = read_audio(path, sample_rate=self.sample_rate)
+        return self.tag_array(y)
+
+    def tag_array(self, y: np.ndarray, sample_rate: int | None = None) -> TagResult:
+        """Tag a mono float32 signal at the model's sample rate (or resample from ``sample_rate``)."""
+        if y.ndim != 1:
+            raise AudioInputError(f"audio must be 1-D mono, got shape {y.shape}")
+        if y.size == 0:
+            raise AudioInputError("audio is empty (0 samples)")
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            import soxr
+
+            y = soxr.resample(y, sample_rate, self.sample_rate, quality="HQ")
+        y = np.ascontiguousarray(y, dtype=np.float32)
+        units = LogMel(self.logmel_config)(y, nonfinite="zero") if self.logmel_config else y
+        from .chunker import Chunker
+
+        ch = Chunker(self.chunk_units, self.hop_units)
+        pad = 0.0 if not self.logmel_config or self.logmel_config.log != "db" else float(
+            10 * np.log10(self.logmel_config.amin))
+        chunks = ch.push(units) or ch.finish(pad)
+        x = np.stack([c.data for c in chunks])
+        probs = np.concatenate([self.engine.run(x[i:i + 64], attention=False).probs
+                                for i in range(0, x.shape[0], 64)])
+        us = self.unit_seconds
+        times = np.array([(c.start * us, (c.start + self.chunk_units - c.padded) * us) for c in chunks])
+        return TagResult(self.tags, times, probs, probs.mean(axis=0), y.size / self.sample_rate,
+                         padded=chunks[0].padded)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> "Tagger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
