@@ -1,0 +1,101 @@
+"""``python -m rt_tagger.training {prepare,train,distill,evaluate,export,synthetic} ...``"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rt_tagger.errors import RtTaggerError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .config import TrainConfig
+    from .data import DATASETS
+
+    p = argparse.ArgumentParser(prog="python -m rt_tagger.training",
+                                description="Prepare datasets, train, evaluate and export taggers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    prep = sub.add_parser("prepare", help="decode a dataset into memory-mapped features")
+    prep.add_argument("--dataset", required=True, choices=list(DATASETS))
+    prep.add_argument("--root", required=True, help="the dataset's directory")
+    prep.add_argument("--split", default=None, help="dataset split (mtat: refined | folder)")
+    prep.add_argument("--out", required=True, help="prepared directory to write")
+    prep.add_argument("--features", nargs="+", default=["spec_att"],
+                      help="models whose log-mel to compute (spec_att, musicnn.mtat, ...) "
+                           "and/or 'raw' for 16 kHz audio")
+    prep.add_argument("--workers", type=int, default=2)
+
+    for name, hlp in (("train", "train a tagger"),
+                      ("distill", "train a student on a teacher's outputs (needs --teacher)")):
+        t = sub.add_parser(name, help=hlp)
+        TrainConfig.add_arguments(t)
+
+    ev = sub.add_parser("evaluate", help="song-level metrics of a model on a prepared dataset")
+    ev.add_argument("--model", required=True, help="registry name or checkpoint path")
+    ev.add_argument("--data", required=True, help="prepared directory")
+    ev.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    ev.add_argument("--chunks", type=int, default=16, help="chunks per clip (0: all)")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--json", default=None, help="also write the results to this file")
+
+    ex = sub.add_parser("export", help="write a run's best epoch as a registry checkpoint")
+    ex.add_argument("--run", required=True, help="training run directory")
+    ex.add_argument("--out", default=None, help="output .safetensors (default RUN/model.safetensors)")
+
+    sy = sub.add_parser("synthetic", help="write a small synthetic MTAT to try the pipeline")
+    sy.add_argument("--out", required=True)
+    sy.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "prepare":
+            from .data import load_dataset
+            from .data.prepare import prepare
+
+            index = load_dataset(args.dataset, args.root, args.split)
+            out = prepare(index, args.out, args.features, workers=args.workers)
+            from .data.dataset import Prepared
+
+            failed = Prepared(out).meta["failed"]
+            print(f"prepared {len(index.clips)} clips into {out}; {len(failed)} skipped"
+                  + (f" (listed in {out}/failed.tsv)" if failed else ""))
+        elif args.command in ("train", "distill"):
+            from .config import TrainConfig
+            from .train import train
+
+            cfg = TrainConfig.from_args(args)
+            if args.command == "distill" and not cfg.teacher:
+                raise RtTaggerError("distill needs --teacher (e.g. --teacher musicnn.mtat)")
+            print(f"run directory: {train(cfg)}")
+        elif args.command == "evaluate":
+            from .evaluate import evaluate, format_table, public
+
+            result = evaluate(args.model, args.data, split=args.split, n_chunks=args.chunks,
+                              device=args.device)
+            print(format_table(result))
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(public(result), f, indent=1)
+        elif args.command == "export":
+            from .export import export_run
+
+            print(f"wrote {export_run(args.run, args.out)}")
+        elif args.command == "synthetic":
+            from .data.synthetic import make_mtat
+
+            print(f"wrote a synthetic MagnaTagATune into {make_mtat(args.out, seed=args.seed)}")
+    except RtTaggerError as exc:
+        print(f"rt-tagger training: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rt-tagger training: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
