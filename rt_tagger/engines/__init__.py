@@ -125,11 +125,12 @@ def _build(source: Any, backend: str, *, threads: int | None, device: str | None
         return TensorRTEngine(model, ckpt, device=device, precision=precision, max_batch=max_batch,
                               batch_sizes=batch_sizes, attention=attention, cache=cache)
     if backend == "onnxruntime":
-        from .ort_engine import OrtEngine, cached_onnx, ort_available
+        from .ort_engine import OrtEngine, cached_onnx, choose_providers, ort_available
 
         why = ort_available()
         if why:
             raise BackendError(f"backend onnxruntime is not available: {why}")
+        choose_providers(device, precision, None)  # fail on a bad device/precision before exporting
         exported = False
         path = source
         if not _is_onnx(source):

@@ -1,0 +1,248 @@
+"""Engines: one parity test per backend against the eager PyTorch model, plus the interface.
+
+Reference: ``torch.sigmoid(model(x))`` computed here directly (not through TorchEngine).
+Tolerance: 1e-4 absolute on probabilities and attention for fp32; 2e-2 for TensorRT fp16.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from rt_tagger.checkpoint import load_checkpoint, save_checkpoint
+from rt_tagger.engines import BACKENDS, available_backends, create_engine
+from rt_tagger.engines import ort_engine
+from rt_tagger.engines.base import sigmoid
+from rt_tagger.errors import AudioInputError, BackendError, ConfigError
+from rt_tagger.export import export_onnx, supports_attention
+from rt_tagger.models import get_arch, pretrained_path
+
+TOL = 1e-4
+REAL_BACKENDS = [b for b in BACKENDS if b != "auto"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
+
+
+def make_checkpoint(path, arch: str, args: dict, seed: int = 0):
+    torch.manual_seed(seed)
+    model = get_arch(arch).factory(**args).eval()
+    logmel = get_arch(arch).logmel
+    save_checkpoint(path, model, arch=arch, arch_args=args,
+                    tags=[f"tag{i}" for i in range(model.n_tags)],
+                    sample_rate=logmel.sample_rate if logmel else 16000,
+                    input_kind=model.input_kind, input_length=model.input_length, logmel=logmel)
+    return load_checkpoint(path)
+
+
+def chunks(engine_or_ckpt, batch: int, seed: int = 0) -> np.ndarray:
+    ck = getattr(engine_or_ckpt, "checkpoint", engine_or_ckpt)
+    shape = (batch, ck.input_length) + ((ck.logmel["n_mels"],) if ck.logmel else ())
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def reference(model, x: np.ndarray):
+    with torch.no_grad():
+        t = torch.from_numpy(x)
+        if supports_attention(model):
+            logits, attn = model(t, return_attention=True)
+            return torch.sigmoid(logits).numpy(), attn.numpy()
+        return torch.sigmoid(model(t)).numpy(), None
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("engine-cache")
+
+
+@pytest.fixture(scope="module", params=["spec_att_w256", "spec_att_w512", "musicnn"])
+def checkpoint(request, tmp_path_factory):
+    if request.param == "musicnn":
+        if pretrained_path("musicnn.mtat").is_file():
+            return load_checkpoint(pretrained_path("musicnn.mtat"))
+        return make_checkpoint(tmp_path_factory.mktemp("m") / "m.safetensors", "musicnn", {})
+    width = int(request.param.rsplit("w", 1)[1])
+    return make_checkpoint(tmp_path_factory.mktemp(request.param) / "s.safetensors", "spec_att",
+                           {"width": width})
+
+
+def backend_or_skip(backend: str) -> None:
+    why = available_backends()[backend]
+    if why:
+        pytest.skip(f"backend {backend} is absent on this machine: {why}")
+
+
+@pytest.fixture(scope="module")
+def expected(checkpoint):
+    """(model, {batch: (chunks, reference probs, reference attention)}), shared by backends."""
+    model = checkpoint.build_model()
+    cases = {}
+    for batch in (1, 3, 16):
+        x = chunks(checkpoint, batch, seed=batch)
+        cases[batch] = (x, *reference(model, x))
+    return model, cases
+
+
+@pytest.mark.parametrize("backend", REAL_BACKENDS)
+def test_backend_parity(backend, checkpoint, expected, cache):
+    backend_or_skip(backend)
+    model, cases = expected
+    with create_engine(checkpoint, backend, max_batch=16, cache=cache) as engine:
+        assert engine.name == backend
+        assert engine.tags == checkpoint.tags and engine.input_length == checkpoint.input_length
+        assert engine.supports_attention == supports_attention(model)
+        for batch, (x, ref_probs, ref_attn) in cases.items():
+            out = engine.run(x)
+            assert out.probs.shape == (batch, len(checkpoint.tags)) and len(out) == batch
+            np.testing.assert_allclose(out.probs, ref_probs, rtol=0, atol=TOL)
+            np.testing.assert_allclose(out.probs, sigmoid(out.logits), rtol=0, atol=1e-6)
+            if ref_attn is None:
+                assert out.attention is None
+            else:
+                assert out.attention.shape == ref_attn.shape
+                np.testing.assert_allclose(out.attention, ref_attn, rtol=0, atol=TOL)
+        if engine.supports_attention:
+            assert engine.run(chunks(engine, 2), attention=False).attention is None
+    assert engine.closed
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    args = {"width": 64, "layers": 1, "heads": 4, "input_length": 32}
+    return make_checkpoint(tmp_path_factory.mktemp("small") / "small.safetensors", "spec_att", args)
+
+
+@pytest.mark.parametrize("backend", REAL_BACKENDS)
+def test_batches_above_max_batch_are_split(backend, small, cache):
+    backend_or_skip(backend)
+    with create_engine(small, backend, max_batch=4, cache=cache) as engine:
+        assert engine.max_batch == 4
+        x = chunks(engine, 10, seed=3)
+        out = engine.run(x)
+        ref_probs, ref_attn = reference(small.build_model(), x)
+        np.testing.assert_allclose(out.probs, ref_probs, rtol=0, atol=TOL)
+        np.testing.assert_allclose(out.attention, ref_attn, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_input_validation(backend, small, cache):
+    engine = create_engine(small, backend, cache=cache)
+    good = chunks(engine, 2)
+    cases = [
+        (good.astype(np.float64), "must be float32"),
+        (good.tolist(), "must be a numpy array"),
+        (good[0], r"x\[None\]"),
+        (good[:, :-1], r"\(batch, 32, 96\)"),
+        (good[:0], "empty batch"),
+        (np.where(np.arange(96) == 5, np.nan, good).astype(np.float32), "NaN"),
+    ]
+    for bad, match in cases:
+        with pytest.raises(AudioInputError, match=match):
+            engine.run(bad)
+    assert engine.run(np.asfortranarray(good)).probs.shape == (2, len(small.tags))
+    engine.close()
+    with pytest.raises(BackendError, match="closed"):
+        engine.run(good)
+
+
+def test_attention_request_without_attention(cache):
+    ckpt = load_checkpoint(pretrained_path("musicnn.mtat")) \
+        if pretrained_path("musicnn.mtat").is_file() else None
+    if ckpt is None:
+        pytest.skip("musicnn.mtat weights are not shipped in this tree")
+    engine = create_engine(ckpt, "torch")
+    assert not engine.supports_attention and engine.n_mels == 96 and engine.input_kind == "logmel"
+    with pytest.raises(BackendError, match="no attention output"):
+        engine.run(chunks(engine, 1), attention=True)
+
+
+def test_auto_selection_reason_on_this_machine(small, cache):
+    engine = create_engine(small, "auto", cache=cache)
+    why = available_backends()
+    if why["tensorrt"] is None:
+        assert engine.name == "tensorrt" and "torch-tensorrt available" in engine.selection_reason
+    elif not torch.cuda.is_available():
+        assert engine.name == "onnxruntime" and engine.device == "cpu"
+        assert engine.selection_reason == ("onnxruntime (CPU, fp32): no CUDA device; "
+                                           "tensorrt needs a GPU")
+    cpu = create_engine(small, "auto", device="cpu", cache=cache)
+    assert cpu.name == "onnxruntime" and "device cpu requested" in cpu.selection_reason
+
+
+def test_backend_errors(small, tmp_path):
+    with pytest.raises(BackendError, match="valid backends: auto, tensorrt, onnxruntime, torch"):
+        create_engine(small, "openvino")
+    with pytest.raises(BackendError, match="unknown precision"):
+        create_engine(small, "torch", precision="int8")
+    with pytest.raises(ConfigError, match="max_batch"):
+        create_engine(small, "torch", max_batch=0)
+    with pytest.raises(ConfigError, match="threads"):
+        create_engine(small, "torch", threads=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendError, match="tensorrt is not available: no CUDA device"):
+            create_engine(small, "tensorrt")
+        with pytest.raises(BackendError, match="CUDA is not available"):
+            create_engine(small, "torch", device="cuda")
+        with pytest.raises(BackendError, match="fp16 .* needs"):
+            create_engine(small, "onnxruntime", precision="fp16", cache=tmp_path)
+    onnx_path = export_onnx(small, tmp_path / "small.onnx", exporter="legacy")
+    with pytest.raises(BackendError, match="use backend onnxruntime"):
+        create_engine(onnx_path, "torch")
+
+
+def test_onnx_file_runs_with_its_own_metadata(small, tmp_path):
+    path = export_onnx(small, tmp_path / "small.onnx", exporter="legacy", with_attention=False)
+    engine = create_engine(path, "auto", threads=1)
+    assert engine.name == "onnxruntime" and engine.tags == small.tags
+    assert not engine.supports_attention and engine.checkpoint.sha256 == small.sha256
+    x = chunks(engine, 3)
+    np.testing.assert_allclose(engine.run(x).probs, reference(small.build_model(), x)[0],
+                               rtol=0, atol=TOL)
+
+
+def test_static_batch_onnx_is_padded(small, tmp_path):
+    path = export_onnx(small, tmp_path / "b4.onnx", exporter="legacy", batch=4)
+    engine = create_engine(path, "onnxruntime", max_batch=16)
+    assert engine.max_batch == 4
+    x = chunks(engine, 6)
+    np.testing.assert_allclose(engine.run(x).probs, reference(small.build_model(), x)[0],
+                               rtol=0, atol=TOL)
+
+
+def test_ort_cache_is_reused(small, tmp_path):
+    before = ort_engine.export_count
+    first = create_engine(small, "onnxruntime", cache=tmp_path)
+    assert first.exported and ort_engine.export_count == before + 1
+    files = list((tmp_path / "onnx").glob("*.onnx"))
+    assert [first.onnx_path] == files and small.sha256[:20] in files[0].name
+    mtime = files[0].stat().st_mtime_ns
+    second = create_engine(small, "onnxruntime", cache=tmp_path)
+    assert not second.exported and ort_engine.export_count == before + 1
+    assert second.onnx_path == first.onnx_path and files[0].stat().st_mtime_ns == mtime
+    x = chunks(small, 2)
+    np.testing.assert_array_equal(first.run(x).logits, second.run(x).logits)
+
+
+@pytest.mark.gpu
+def test_tensorrt_fp16_and_cache(small, tmp_path):
+    backend_or_skip("tensorrt")
+    from rt_tagger.engines import trt_engine
+
+    before = trt_engine.compile_count
+    engine = create_engine(small, "tensorrt", precision="fp16", max_batch=8, cache=tmp_path)
+    assert engine.batch_sizes == (1, 8) and trt_engine.compile_count == before + 2
+    x = chunks(engine, 5)
+    ref_probs, _ = reference(small.build_model(), x)
+    np.testing.assert_allclose(engine.run(x).probs, ref_probs, rtol=0, atol=2e-2)
+    again = create_engine(small, "tensorrt", precision="fp16", max_batch=8, cache=tmp_path)
+    assert trt_engine.compile_count == before + 2 and again.compiled_now == []
+    np.testing.assert_allclose(again.run(x).probs, ref_probs, rtol=0, atol=2e-2)
+    assert all(engine.cache_path(b).is_file() for b in (1, 8))
+    assert os.path.getsize(engine.cache_path(1)) > 0
