@@ -50,6 +50,12 @@ MSD_TAGS = (
 FEATURE_NAMES = ("timbral", "temporal", "cnn1", "cnn2", "cnn3", "mean_pool", "max_pool", "penultimate")
 
 
+def _eager() -> bool:
+    """False while tracing, scripting, compiling or exporting (graphs keep the batch symbolic)."""
+    return not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+                or torch.compiler.is_exporting())
+
+
 def _bn2d(c: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, eps=TF_BN_EPS)
 
@@ -59,7 +65,15 @@ def _bn1d(c: int) -> nn.BatchNorm1d:
 
 
 class FrontEndBranch(nn.Module):
-    """Conv2d -> ReLU -> BN -> max over frequency, with TF-exact time padding."""
+    """Conv2d -> ReLU -> BN -> max over frequency, with TF-exact time padding.
+
+    Computed without materialising ReLU and BN on the large (C, T, F) map: BN at inference is
+    a per-channel affine map ``a*v + b``, monotonic in ``v`` (and so is its rounding), hence
+    ``max_f(a*relu(z)+b) = a*relu(max_f z)+b`` for ``a >= 0`` and ``a*relu(min_f z)+b`` for
+    ``a < 0``. ``min_f z = -max_f(-z)``, and ``-z`` is the conv with negated weights and bias
+    (exact), so one conv plus one max over frequency does it. Weights stay in their original form.
+    In training mode (batch statistics) the layers run literally.
+    """
 
     def __init__(self, filters: int, kernel: tuple[int, int], pad_time: tuple[int, int]):
         super().__init__()
@@ -68,8 +82,19 @@ class FrontEndBranch(nn.Module):
         self.bn = _bn2d(filters)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, T, F) -> (B, C, T)
+        if x.shape[0] > 1 and _eager():
+            # one patch at a time: a batch's (C, T, F) maps (~140 MB at batch 16) overflow the caches
+            return torch.cat([self(patch) for patch in x.split(1)])
         x = F.pad(x, (0, 0, *self.pad_time))
-        return self.bn(F.relu(self.conv(x))).amax(dim=3)
+        if self.training:  # batch statistics: the literal order
+            return self.bn(F.relu(self.conv(x))).amax(dim=3)
+        bn = self.bn
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        shift = bn.bias - bn.running_mean * scale
+        sign = torch.where(scale < 0, -1.0, 1.0)
+        z = F.conv2d(x, self.conv.weight * sign[:, None, None, None], self.conv.bias * sign)
+        extreme = z.amax(dim=3) * sign[:, None]  # max_f z where a >= 0, min_f z where a < 0
+        return F.relu(extreme) * scale[:, None] + shift[:, None]
 
 
 class MidEndLayer(nn.Module):
