@@ -1,0 +1,162 @@
+"""The explain figure: read the written PNG back and check what is drawn where."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rt_tagger.checkpoint import load_checkpoint, save_checkpoint
+from rt_tagger.errors import AudioFileError, ConfigError, ModelError
+from rt_tagger.explain import BOUNDARY_COLOR, explain_file
+from rt_tagger.features import SPEC_ATT_DB
+from rt_tagger.models import create_model, pretrained_path
+
+pytest.importorskip("matplotlib")
+torch.set_num_threads(1)
+
+DATA = Path(__file__).parent / "data"
+PIANO = DATA / "render_piano_monteverdi_12s.flac"
+DRUMS = DATA / "render_drums_70bpm_12s.flac"
+MTAT_TAGS = load_checkpoint(pretrained_path("musicnn.mtat")).tags
+
+
+def read_png(path: Path) -> np.ndarray:
+    from matplotlib.image import imread
+
+    img = imread(path)
+    assert img.dtype == np.float32 and img.ndim == 3
+    return img[..., :3]
+
+
+def is_marker(rgb: np.ndarray) -> np.ndarray:
+    return np.abs(rgb - np.asarray(BOUNDARY_COLOR, np.float32)).max(axis=-1) < 0.1
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+
+def columns_vs_values(img, box, values, t_range, layout, rows=slice(None)):
+    """Mean luminance of each pixel column in ``box`` and the plotted per-frame values
+    averaged over the frames that column shows (marker columns left out)."""
+    x0, y0, x1, y1 = box
+    fs = (t_range[1] - t_range[0]) / values.shape[0]
+    lum, val = [], []
+    for x in range(x0 + 2, x1 - 2):
+        t = layout.t_range[0] + (x + 0.5 - x0) / (x1 - x0) * (t_range[1] - t_range[0])
+        if any(abs(layout.x_of(b) - x) < 4 for b in layout.boundaries):
+            continue
+        j = int((t - t_range[0]) / fs)
+        lum.append(luminance(img[y0 + 2:y1 - 2, x])[rows].mean())
+        val.append(values[j])
+    return np.asarray(lum), np.asarray(val)
+
+
+def check_common(layout, img, n_rows):
+    h, w = img.shape[:2]
+    assert (w, h) == layout.size
+    assert len(layout.order) == n_rows and layout.order[0] == "spectrogram"
+    boxes = [layout.panels[name] for name in layout.order]
+    for (x0, y0, x1, y1), nxt in zip(boxes, boxes[1:] + [None]):
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+        if nxt is not None:
+            assert y1 <= nxt[1]  # panels stacked top to bottom without overlap
+    # The spectrogram panel shows the plotted log-mel: not blank, and the column brightness
+    # follows the plotted frames' mean level (viridis brightens monotonically).
+    spec = layout.rows["spectrogram"]
+    x0, y0, x1, y1 = layout.panels["spectrogram"]
+    panel = img[y0 + 2:y1 - 2, x0 + 2:x1 - 2]
+    assert panel.std() > 0.05
+    lum, val = columns_vs_values(img, layout.panels["spectrogram"], spec.mean(axis=1),
+                                 layout.t_range, layout)
+    assert np.corrcoef(lum, val)[0, 1] > 0.8
+    # The clip boundary (12 s) is a magenta line through every panel, and nowhere else.
+    xb = int(round(layout.x_of(12.0)))
+    for name, (x0, y0, x1, y1) in layout.panels.items():
+        band = is_marker(img[y0 + 1:y1 - 1, xb - 2:xb + 3]).any(axis=1)
+        assert band.mean() > 0.95, name
+        others = is_marker(img[y0:y1, x0:x1])
+        others[:, xb - 4 - x0:xb + 5 - x0] = False
+        assert not others.any(), name
+    # Nothing magenta outside the marker band at all (e.g. in the colour maps).
+    everywhere = is_marker(img)
+    everywhere[:, xb - 4:xb + 5] = False
+    assert not everywhere.any()
+
+
+def test_musicnn_piano_plus_drums_figure(tmp_path):
+    out = tmp_path / "musicnn.png"
+    layout = explain_file([PIANO, DRUMS], out, model="musicnn.mtat", concat=True, topk=3,
+                          backend="numpy")
+    img = read_png(out)
+    check_common(layout, img, 1 + 3)  # musicnn has no attention: spectrogram + 3 tag rows
+    assert "drums" in layout.tags and len(set(layout.tags)) == 3
+    assert all(name.startswith("probability: ") for name in layout.order[1:])
+    # The drums row is brighter right of the join than left of it (pixels, not arrays).
+    x0, y0, x1, y1 = layout.panels["probability: drums"]
+    xb = int(round(layout.x_of(12.0)))
+    row = luminance(img[y0 + 3:y1 - 3])
+    assert row[:, xb + 20:x1 - 3].mean() > row[:, x0 + 3:xb - 20].mean() + 0.2
+
+
+@pytest.fixture(scope="module")
+def spec_att_checkpoint(tmp_path_factory):
+    """A randomly initialised (seeded) small spec_att saved with the MTAT tag names."""
+    torch.manual_seed(0)
+    args = {"width": 64, "heads": 4, "layers": 2}
+    model = create_model("spec_att", **args).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "spec_att_random.safetensors"
+    save_checkpoint(path, model, arch="spec_att", arch_args=args, tags=list(MTAT_TAGS),
+                    sample_rate=16000, input_kind="logmel", input_length=256,
+                    logmel=SPEC_ATT_DB, provenance={"note": "random init, seed 0, tests only"})
+    return path
+
+
+def test_spec_att_figure_has_attention_and_contribution_rows(tmp_path, spec_att_checkpoint):
+    out = tmp_path / "spec_att.png"
+    layout = explain_file([PIANO, DRUMS], out, model=spec_att_checkpoint, concat=True,
+                          tags=["piano", "Drums"], backend="numpy")
+    img = read_png(out)
+    check_common(layout, img, 4)
+    assert layout.order[1:] == ["attention", "contribution: piano", "contribution: drums"]
+    # Each heat-map row shows its plotted values: colour brightness per column follows them
+    # (rows are scaled to their own min..max before the viridis colour map).
+    for name in layout.order[1:]:
+        values = layout.rows[name]
+        assert values.shape == layout.rows["spectrogram"].shape[:1]
+        assert np.isfinite(values).all() and np.ptp(values) > 0
+        lum, val = columns_vs_values(img, layout.panels[name], values, layout.t_range, layout)
+        assert np.corrcoef(lum, val)[0, 1] > 0.9, name
+    # The attention row really is the model's: recompute it from the first chunk.
+    from rt_tagger import interpret as I
+    from rt_tagger.explain import _read_audio
+    from rt_tagger.features import logmel
+
+    model = create_model(spec_att_checkpoint)
+    spec = logmel(_read_audio(PIANO, 16000), SPEC_ATT_DB, backend="numpy")
+    first = I.attention_map(model, spec[:256]).values
+    # Frames 0..127 are seen only by the first chunk (hop 128).
+    np.testing.assert_allclose(layout.rows["attention"][:128], first[:128], atol=1e-5)
+
+
+def test_explain_errors(tmp_path, spec_att_checkpoint):
+    out = tmp_path / "x.png"
+    with pytest.raises(ConfigError, match="unknown tag 'banjo'; valid tags: guitar, classical"):
+        explain_file(PIANO, out, model=spec_att_checkpoint, tags=["banjo"])
+    with pytest.raises(AudioFileError, match="audio file not found"):
+        explain_file(tmp_path / "missing.wav", out, model=spec_att_checkpoint)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    with pytest.raises(AudioFileError, match="cannot decode"):
+        explain_file(bad, out, model=spec_att_checkpoint)
+    with pytest.raises(ConfigError, match="concat=True"):
+        explain_file([PIANO, DRUMS], out, model=spec_att_checkpoint)
+    with pytest.raises(ConfigError, match="at least two files"):
+        explain_file([PIANO], out, model=spec_att_checkpoint, concat=True)
+    with pytest.raises(ModelError, match="no pretrained weights"):
+        explain_file(PIANO, out, model="spec_att")
+    with pytest.raises(ConfigError, match="does not exist"):
+        explain_file(PIANO, tmp_path / "no" / "dir.png", model="musicnn.mtat", tags=["piano"])
+    assert not out.exists()
