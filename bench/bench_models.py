@@ -1,0 +1,192 @@
+"""Per-chunk latency and batch throughput of the taggers on torch eager vs onnxruntime.
+
+Latency: one chunk (batch 1), one intra-op thread, ``engine.run`` as the streaming pipeline
+calls it (input validation, inference, sigmoid; attention maps fetched when the model has them),
+median and p99 over ``--runs`` calls after ``--warmup`` calls. Throughput: batches of 16 with
+``--threads`` threads (default: all cores), chunks per second over ``--batch-runs`` batches.
+All backends are measured in the same process, one after the other, on the same random input.
+
+    PYTHONPATH=. python bench/bench_models.py --out bench/results/models.md
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# name -> how to get a checkpoint: ("arch", arch_args) for random weights, ("pretrained", name)
+MODELS = {
+    "spec_att_w512": ("arch", "spec_att", {"width": 512}),
+    "spec_att_w256": ("arch", "spec_att", {"width": 256}),
+    "musicnn": ("pretrained", "musicnn.mtat", {}),
+}
+
+
+def checkpoint_for(name: str, workdir: Path):
+    """A checkpoint for ``name``: shipped weights, or random weights (latency does not care)."""
+    import torch
+
+    from rt_tagger.checkpoint import load_checkpoint, save_checkpoint
+    from rt_tagger.models import get_arch, pretrained_path
+
+    kind, what, args = MODELS[name]
+    if kind == "pretrained":
+        return load_checkpoint(pretrained_path(what))
+    torch.manual_seed(0)
+    model = get_arch(what).factory(**args).eval()
+    logmel = get_arch(what).logmel
+    path = workdir / f"{name}.safetensors"
+    save_checkpoint(path, model, arch=what, arch_args=args,
+                    tags=[f"tag{i}" for i in range(model.n_tags)], sample_rate=logmel.sample_rate,
+                    input_kind=model.input_kind, input_length=model.input_length, logmel=logmel,
+                    provenance={"source": "bench/bench_models.py random init"})
+    return load_checkpoint(path)
+
+
+def chunks(engine, batch: int) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((batch, *engine.input_shape)).astype(np.float32)
+
+
+def latency_ms(engine, runs: int, warmup: int, attention: bool | None = None) -> tuple[float, float]:
+    """(median, p99) milliseconds of ``engine.run`` on one chunk."""
+    x = chunks(engine, 1)
+    for _ in range(warmup):
+        engine.run(x, attention=attention)
+    times = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        engine.run(x, attention=attention)
+        times[i] = time.perf_counter() - t0
+    return float(np.median(times) * 1e3), float(np.percentile(times, 99) * 1e3)
+
+
+def throughput(engine, batch_runs: int, warmup: int = 2, batch: int = 16) -> float:
+    """Chunks per second running batches of ``batch``."""
+    x = chunks(engine, batch)
+    for _ in range(warmup):
+        engine.run(x)
+    t0 = time.perf_counter()
+    for _ in range(batch_runs):
+        engine.run(x)
+    return batch * batch_runs / (time.perf_counter() - t0)
+
+
+def machine() -> str:
+    import onnx
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}, torch {torch.__version__}, onnxruntime "
+            f"{onnxruntime.__version__}, onnx {onnx.__version__}, numpy {np.__version__}; "
+            f"load average at start {load}")
+
+
+def measure(args: argparse.Namespace, backends: list[str], precision: str = "fp32") -> list[dict]:
+    from rt_tagger.engines import create_engine
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            ckpt = checkpoint_for(name, Path(tmp))
+            for backend in backends:
+                opts = dict(cache=args.cache or tmp, precision=precision, max_batch=16)
+                if backend != "tensorrt":
+                    opts["device"] = "cpu"
+                with create_engine(ckpt, backend, threads=1, **opts) as eng:
+                    med, p99 = latency_ms(eng, args.runs, args.warmup)
+                    row = dict(model=name, backend=backend, precision=precision,
+                               frames=eng.input_length, med=med, p99=p99, att=eng.supports_attention)
+                    if eng.supports_attention:
+                        row["med_noatt"], _ = latency_ms(eng, args.runs // 2, args.warmup, False)
+                with create_engine(ckpt, backend, threads=args.threads, **opts) as eng:
+                    row["thr"] = throughput(eng, args.batch_runs)
+                print(_line(row), flush=True)
+                rows.append(row)
+    return rows
+
+
+def _line(r: dict) -> str:
+    noatt = f"{r['med_noatt']:.1f}" if "med_noatt" in r else "n/a"
+    return (f"| {r['model']} | {r['frames']} | {r['backend']} | {r['precision']} | {r['med']:.1f} "
+            f"| {r['p99']:.1f} | {noatt} | {r['thr']:.1f} |")
+
+
+def table(rows: list[dict], threads: int) -> str:
+    head = ("| model | frames | backend | precision | latency median (ms) | latency p99 (ms) "
+            f"| median without attention output (ms) | throughput batch 16, {threads} threads "
+            "(chunks/s) |\n|---|---|---|---|---|---|---|---|")
+    return "\n".join([head, *(_line(r) for r in rows)])
+
+
+def parse(argv: list[str] | None = None, backends: str = "torch,onnxruntime") -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
+    p.add_argument("--backends", default=backends)
+    p.add_argument("--runs", type=int, default=200, help="latency calls per model/backend")
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--batch-runs", type=int, default=10, help="batches of 16 for throughput")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--cache", default=None, help="engine cache dir (default: a temporary one)")
+    p.add_argument("--out", default=None, help="write the markdown report here")
+    args = p.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    unknown = [m for m in args.models if m not in MODELS]
+    if unknown:
+        p.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    return args
+
+
+def report(title: str, rows: list[dict], args: argparse.Namespace, env: str, notes: str) -> str:
+    cmd = "PYTHONPATH=. python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"# {title}\n\nDate: {stamp}  \nCommand: `{cmd}`  \nMachine: {env}\n\n"
+            f"{table(rows, args.threads)}\n\n{notes}\n")
+
+
+NOTES = """\
+Latency: `engine.run` on one chunk (batch 1) with 1 intra-op thread; median and p99 over the
+runs after warm-up; includes input validation and the sigmoid, and for attention models the
+attention maps (the GUI needs them); the next column asks for logits only. Throughput: batches
+of 16 chunks through `engine.run`. spec_att runs with random weights (speed does not depend on
+them); musicnn with the converted MTAT weights. ONNX graphs come from `rt_tagger.export`
+(torch.export-based exporter, opset 18), onnxruntime with all graph optimisations, sequential
+execution and no thread spinning. Both backends run on the same machine in the same process;
+other processes on the machine add noise (see the load average).
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    env = machine()
+    print(env, flush=True)
+    rows = measure(args, [b for b in args.backends.split(",") if b])
+    text = report("Model latency and throughput: torch eager vs onnxruntime (CPU)", rows, args,
+                  env, NOTES)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
