@@ -80,7 +80,8 @@ def _row_values(maps: FileMaps, tags: Sequence[str]) -> tuple[str, dict[str, np.
 
 def render_explanation(logmel: np.ndarray, maps: FileMaps, out_png: str | os.PathLike[str], *,
                        tags: Sequence[str] | None = None, boundaries: Sequence[float] = (),
-                       title: str | None = None, width_px: int = 1200, dpi: int = 100) -> FigureLayout:
+                       title: str | None = None, width_px: int = 1200,
+                       dpi: int = 100) -> FigureLayout:
     """Draw the figure for a file's log-mel ``(frames, n_mels)`` and its :class:`FileMaps`.
 
     ``tags``: rows to draw (names in ``maps.map_tags``; default all of them, at most 8 is
@@ -225,8 +226,9 @@ def explain_file(paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str
         raise ConfigError("concat needs at least two files")
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
         raise ConfigError(f"topk must be a positive integer, got {topk!r}")
-    if not Path(out_png).parent.is_dir():
-        raise ConfigError(f"cannot write {out_png}: directory {Path(out_png).parent} does not exist")
+    parent = Path(out_png).parent
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write {out_png}: directory {parent} does not exist")
     net = _load_model(model)
     names = [str(t) for t in getattr(getattr(net, "checkpoint", None), "tags", [])] or None
     from .interpret import tag_names

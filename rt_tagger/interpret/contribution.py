@@ -11,8 +11,8 @@ a ``(tags, T)`` map per chunk. Three exact ways to compute the ``T`` passes:
   ``T`` manipulated [CLS] outputs are one batched residual + LayerNorm + FFN + classifier on
   the ``T`` value vectors. Rows other than [CLS] never reach the logits.
 
-All three agree with a loop of single manipulated passes (tests); ``bench/interpret_contribution.py``
-measures them.
+All three agree with a loop of single manipulated passes (tests);
+``bench/interpret_contribution.py`` measures them.
 """
 from __future__ import annotations
 
