@@ -154,10 +154,10 @@ def test_metadata_round_trip(exported):
 TORCHSCRIPT_CASES = ("spec_att_w256", "q2l", "musicnn")  # CLS attention, cross-attention, CNN
 
 
-def test_torchscript_matches_torch(exported, tmp_path, request):
-    if request.node.callspec.params["exported"] not in TORCHSCRIPT_CASES:
-        pytest.skip(f"TorchScript is checked on {', '.join(TORCHSCRIPT_CASES)} (CPU time)")
-    ckpt, model, _ = exported
+@pytest.mark.parametrize("case", TORCHSCRIPT_CASES)
+def test_torchscript_matches_torch(case, tmp_path_factory, tmp_path):
+    ckpt = case_checkpoint(tmp_path_factory, case)
+    model = ckpt.build_model()
     path = export_torchscript(ckpt, tmp_path / "model.pt")
     module, meta = load_torchscript(path)
     assert meta.sha256 == ckpt.sha256 and meta.tags == ckpt.tags

@@ -6,17 +6,16 @@ versions and opset, and the next start loads that file without exporting again.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import BackendError, ConfigError
 from .base import Engine, cache_dir, slug
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..checkpoint import Checkpoint
 
 TRT_EP = "TensorrtExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
@@ -39,8 +38,9 @@ def cached_onnx(source: Any, *, opset: int | None = None, cache: str | os.PathLi
                 ) -> tuple[Path, bool]:
     """``(path, exported_now)``: the cached ONNX export of a checkpoint, made if missing.
 
-    The file name holds the architecture, the weights' SHA-256 and the torch / onnx versions and
-    opset, so a new checkpoint or a new toolchain gets its own file.
+    The file name holds the architecture, the weights' SHA-256, a hash of the description (tags,
+    features) and the torch / onnx versions and opset, so a new checkpoint, a relabelled one or a
+    new toolchain gets its own file.
     """
     global export_count
     import onnx
@@ -52,7 +52,9 @@ def cached_onnx(source: Any, *, opset: int | None = None, cache: str | os.PathLi
     opset = opset or DEFAULT_OPSET
     if not ckpt.sha256:
         raise BackendError(f"checkpoint of {ckpt.arch!r} has no sha256; cannot key the ONNX cache")
-    name = (f"{slug(ckpt.arch)}-{ckpt.sha256[:20]}-torch{slug(torch.__version__)}"
+    # The description (tags, features) is embedded in the file, so it is part of the key too.
+    described = hashlib.sha256(json.dumps(ckpt.metadata(), sort_keys=True).encode()).hexdigest()
+    name = (f"{slug(ckpt.arch)}-{ckpt.sha256[:16]}-{described[:8]}-torch{slug(torch.__version__)}"
             f"-onnx{slug(onnx.__version__)}-op{opset}.onnx")
     path = cache_dir("onnx", cache) / name
     if path.is_file():
