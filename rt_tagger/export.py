@@ -301,14 +301,17 @@ def load_torchscript(path: str | os.PathLike[str]) -> tuple[Any, "Checkpoint"]:
                                                 _validate_meta)
 
 
-def export_model(name_or_path: Any, fmt: str, out_path: str | os.PathLike[str],
+def export_model(name_or_path: Any, fmt: str | None, out_path: str | os.PathLike[str],
                  **opts: Any) -> Path:
-    """CLI entry point: export a model name / checkpoint path as ``fmt`` ("onnx"|"torchscript").
+    """CLI entry point: export a model name / checkpoint path as ``fmt`` ("onnx"|"torchscript",
+    or None/"auto" to infer it from ``out_path``'s suffix: .onnx, .pt, .ts).
 
     ``opts`` go to :func:`export_onnx` or :func:`export_torchscript`; unknown ones are a
     :class:`ConfigError`, a bad model a :class:`ModelError`.
     """
     funcs = {"onnx": export_onnx, "torchscript": export_torchscript}
+    if fmt in (None, "auto"):  # from the file name: .onnx, or .pt / .ts for TorchScript
+        fmt = Path(out_path).suffix.lstrip(".") or "none"
     fmt = {"ts": "torchscript", "pt": "torchscript"}.get(str(fmt).lower(), str(fmt).lower())
     func = funcs.get(fmt)
     if func is None:

@@ -205,7 +205,7 @@ def test_legacy_exporter_matches(small_spec_att, tmp_path):
 
 
 def test_export_model_cli_entry(small_spec_att, tmp_path):
-    path = export_model(small_spec_att.path, "torchscript", tmp_path / "m.pt", with_attention=False)
+    path = export_model(small_spec_att.path, None, tmp_path / "m.pt", with_attention=False)
     module, meta = load_torchscript(path)
     x = features(small_spec_att, 2)
     with torch.no_grad():
@@ -216,6 +216,7 @@ def test_export_model_cli_entry(small_spec_att, tmp_path):
 
 @pytest.mark.parametrize("call, error, match", [
     (lambda p, out: export_model(p, "tflite", out), ConfigError, "unknown export format"),
+    (lambda p, out: export_model(p, None, out.with_suffix(".bin")), ConfigError, "'bin'"),
     (lambda p, out: export_model(p, "onnx", out, bogus=1), ConfigError, "unknown option"),
     (lambda p, out: export_model(p, "onnx", out, batch=0), ConfigError, "batch must be"),
     (lambda p, out: export_model(p, "onnx", out, exporter="x"), ConfigError, "exporter"),
