@@ -245,6 +245,8 @@ class Pipeline:
                     "top": [[tags[i], round(float(song[i]), 4)] for i in order],
                     "chunks": len(self.taggram), "duration": round(t_end, 3),
                     "overrun_samples": self.overrun_samples,
+                    "input_overflows": int(getattr(self.source, "callback_overflows", 0)),
+                    "samples_in": self.samples_in,
                     "dropped_chunks": self.dropped_chunks})
         if self.source.error is not None:
             self._out.put(self.source.error)

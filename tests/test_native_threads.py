@@ -6,13 +6,14 @@ import time
 
 import numpy as np
 
-from rt_tagger.features import LogMel
+from rt_tagger.features import LogMel, LogMelConfig
 from signals import load_music, MUSIC_CLIPS
 
 
 def test_batch_releases_the_gil():
     y = np.ascontiguousarray(np.tile(load_music(MUSIC_CLIPS[0]), 40))  # 8 min of audio
-    lm = LogMel()
+    # A heavy configuration (4096-point FFTs every 64 samples) so the call lasts long enough.
+    lm = LogMel(LogMelConfig(n_fft=4096, hop_length=64, n_mels=128, fmax=None))
     window = {}
     ticks = []
 

@@ -36,6 +36,9 @@ class FileSource(Source):
         self.channels = info.channels
         self.duration = info.duration
         self.finite = not self.url
+        if info.frames == 0:
+            self._decoder.close()
+            raise AudioFileError(f"{self.target} contains no audio (0 samples)")
         if channel is not None and not 0 <= channel < self.channels:
             self._decoder.close()
             raise AudioInputError(f"--channel {channel} requested but {self.target} has "
