@@ -6,7 +6,7 @@ a ``(tags, T)`` map per chunk. Three exact ways to compute the ``T`` passes:
 
 * ``"full"``: the whole model on a batch of ``T`` copies of the chunk;
 * ``"backend"``: the front-end once, the Transformer back-end on ``T`` copies of its output;
-* ``"last_layer"`` (default): everything up to the last layer once; with a one-hot [CLS] row
+* ``"last_layer"`` (default): the normal pass only; with a one-hot [CLS] row
   the last layer's [CLS] output for step ``t`` only needs the value vector of ``t``, so the
   ``T`` manipulated [CLS] outputs are one batched residual + LayerNorm + FFN + classifier on
   the ``T`` value vectors. Rows other than [CLS] never reach the logits.
@@ -44,28 +44,29 @@ def top_tags(probs: np.ndarray, k: int, names: Sequence[str] | None = None) -> l
     return [names[i] for i in order] if names is not None else order
 
 
-def _backend_input(model: "nn.Module", x: "torch.Tensor") -> tuple[Any, Any, Any]:
-    """``(logits, attn, feats)``: one normal pass with attention, capturing what the model
-    feeds its back-end."""
-    captured: list[Any] = []
-    hook = model.backend.register_forward_pre_hook(lambda mod, args: captured.append(args[0]))
+def _one_pass(model: "nn.Module", x: "torch.Tensor") -> tuple[Any, ...]:
+    """``(logits, attn, feats, h)``: one normal pass with attention, capturing the back-end's
+    input ``feats`` and the last encoder layer's input ``h``."""
+    feats: list[Any] = []
+    h: list[Any] = []
+    hooks = [model.backend.register_forward_pre_hook(lambda m, a: feats.append(a[0])),
+             model.backend.layers[-1].register_forward_pre_hook(lambda m, a: h.append(a[0]))]
     try:
         logits, attn = forward(model, x, return_attention=True)
     finally:
-        hook.remove()
-    return logits, attn, captured[0]
+        for hook in hooks:
+            hook.remove()
+    return logits, attn, feats[0], h[0]
 
 
-def _last_layer(model: "nn.Module", feats: "torch.Tensor", sel: list[int]) -> "torch.Tensor":
-    """``(B, T, tags)`` logits of the one-hot manipulated passes, closed form (see module doc)."""
+def _last_layer(model: "nn.Module", h: "torch.Tensor", sel: list[int]) -> "torch.Tensor":
+    """``(B, T, tags)`` logits of the one-hot manipulated passes from the last layer's input
+    ``h`` ``(B, T + 1, W)``, closed form (see the module docstring)."""
     import torch
 
     be = model.backend
     last = be.layers[-1]
     with torch.no_grad():
-        h = be.embed(feats)
-        for layer in be.layers[:-1]:
-            h, _ = layer(h)
         # One-hot on step t in every head: the attention output is out(v(h_t)) (heads concatenated).
         a = last.attn.out(last.attn.v(h[:, 1:]))  # (B, T, W)
         y = last.norm1(h[:, :1] + a)
@@ -119,11 +120,11 @@ def contribution_map(model: "nn.Module", chunks: Any, *, tags: Any = None,
     was = model.training
     model.eval()
     try:
-        logits, attn, feats = _backend_input(model, x)
+        logits, attn, feats, h = _one_pass(model, x)
         maps = []
         for b in range(x.shape[0]):
             if method == "last_layer":
-                m = _last_layer(model, feats[b:b + 1], sel)[0]
+                m = _last_layer(model, h[b:b + 1], sel)[0]
             elif method == "backend":
                 m = _manipulated(lambda f, r: model.backend(f, cls_attention=r),
                                  feats[b:b + 1], feats.shape[1], batch_size)[:, sel]
