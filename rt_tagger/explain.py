@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import AudioFileError, ConfigError, ModelError
-from .interpret import FileMaps, explain_array, resolve_tags, spread_to_frames, time_base
+from .interpret import (FileMaps, explain_array, resolve_tags, spread_to_frames, tag_names,
+                        time_base)
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -230,10 +231,7 @@ def explain_file(paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str
     if not parent.is_dir():
         raise ConfigError(f"cannot write {out_png}: directory {parent} does not exist")
     net = _load_model(model)
-    names = [str(t) for t in getattr(getattr(net, "checkpoint", None), "tags", [])] or None
-    from .interpret import tag_names
-
-    names = names or tag_names(net)
+    names = tag_names(net)
     chosen = None if tags is None else [names[i] for i in resolve_tags(tags, names)]
     base = time_base(net)
     clips = [_read_audio(Path(p), base.sample_rate) for p in paths]
