@@ -8,23 +8,10 @@ guide: ``docs/training.md``.
 """
 from __future__ import annotations
 
+from .config import TrainConfig
+from .data.prepare import prepare
+from .evaluate import evaluate
+from .export import export_run
+from .train import train  # the function shadows the submodule name on purpose
+
 __all__ = ["TrainConfig", "evaluate", "export_run", "prepare", "train"]
-
-
-def __getattr__(name: str):
-    if name == "TrainConfig":
-        from .config import TrainConfig
-        return TrainConfig
-    if name == "train":
-        from .train import train
-        return train
-    if name == "evaluate":
-        from .evaluate import evaluate
-        return evaluate
-    if name == "export_run":
-        from .export import export_run
-        return export_run
-    if name == "prepare":
-        from .data.prepare import prepare
-        return prepare
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -63,7 +63,8 @@ def export_run(run: str | Path, out: str | Path | None = None, *, device: str = 
         splits[split] = (m, probs, truth)
     valid_m, valid_p, valid_y = splits["valid"]
     thresholds = f1_thresholds(valid_y, valid_p).tolist()
-    epochs_run = sum(1 for _ in open(run / "log.csv")) - 1
+    with open(run / "log.csv") as f:
+        epochs_run = sum(1 for _ in f) - 1
     metrics = {s: {"roc_auc": m["roc_auc"], "pr_auc": m["pr_auc"], "n_clips": int(len(y)),
                    "n_tags_scored": m["n_tags_scored"]} for s, (m, _, y) in splits.items()}
     provenance = {

@@ -46,13 +46,16 @@ def feature_id(config: LogMelConfig | None) -> str:
     return "logmel-" + hashlib.sha1(blob).hexdigest()[:10]
 
 
-def resolve_features(names: list[str]) -> dict[str, LogMelConfig | None]:
-    """Map model names (``spec_att``, ``musicnn.mtat``, a checkpoint) or ``raw`` to features."""
+def resolve_features(names: list) -> dict[str, LogMelConfig | None]:
+    """Map model names (``spec_att``, ``musicnn.mtat``, a checkpoint), ``raw`` or
+    :class:`LogMelConfig` objects to features."""
     from rt_tagger.models import default_logmel
 
     out: dict[str, LogMelConfig | None] = {}
     for name in names:
-        if name == RAW:
+        if isinstance(name, LogMelConfig):
+            cfg = name
+        elif name == RAW:
             cfg = None
         elif name.endswith(".safetensors") or os.sep in name:
             from rt_tagger.checkpoint import load_checkpoint
@@ -94,7 +97,7 @@ def _fail(shard_dir: Path, i: int, status: str, msg: str) -> tuple[int, str, str
     return i, status, msg
 
 
-def prepare(index: DatasetIndex, out: str | Path, features: list[str], *, workers: int = 2,
+def prepare(index: DatasetIndex, out: str | Path, features: list, *, workers: int = 2,
             sample_rate: int = 16000, progress: bool = True) -> Path:
     """Prepare ``index`` into ``out`` with the features of the given model names (or ``raw``).
 
@@ -132,9 +135,15 @@ def prepare(index: DatasetIndex, out: str | Path, features: list[str], *, worker
                 bar.update(note=_work(job)[1])
         else:
             ctx = multiprocessing.get_context("spawn")  # torch may be imported: no fork
-            with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                for _i, status, _msg in pool.map(_work, jobs, chunksize=4):
-                    bar.update(note=status)
+            try:
+                with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                    for _i, status, _msg in pool.map(_work, jobs, chunksize=4):
+                        bar.update(note=status)
+            except cf.process.BrokenProcessPool:
+                raise DatasetError("a preparation worker died; when calling prepare() from a "
+                                   "script, guard it with if __name__ == '__main__' (workers "
+                                   "are spawned), or pass workers=1; finished clips are kept"
+                                   ) from None
     _pack(meta, out, shard_dir, todo, len(clips))
     shutil.rmtree(shard_dir)
     return out

@@ -68,7 +68,7 @@ def make_mtat(root: str | Path, *, n_train: int = 96, n_valid: int = 32, n_test:
               sample_rate: int = 22050, seed: int = 0) -> Path:
     """Write the synthetic dataset into ``root`` and return it.
 
-    ``n_broken`` extra rows point at files that are not audio (like the few broken MTAT mp3s).
+    ``n_broken`` extra tagged rows point at files that are not audio (like MTAT's broken mp3s).
     Audio is written at ``sample_rate`` (not 16 kHz, so preparation really resamples).
     """
     import soundfile as sf
@@ -86,7 +86,9 @@ def make_mtat(root: str | Path, *, n_train: int = 96, n_valid: int = 32, n_test:
         rel = f"{folder}/synthetic_artist-synthetic_album-{i:02d}-clip_{i}-0-{int(seconds)}.mp3"
         broken = i >= len(folders) - n_broken
         untagged = not broken and i >= n_train + n_valid + n_test
-        chosen = [] if untagged or broken else [t for t in SOUND_TAGS if rng.random() < 0.4]
+        chosen = [] if untagged else [t for t in SOUND_TAGS if rng.random() < 0.4]
+        if broken:  # tagged, so that every split keeps it (like MTAT's few empty mp3s)
+            chosen = chosen or ["piano"]
         if broken:
             (root / rel).write_bytes(b"this is not an mp3 file\n" * 4)
         else:
