@@ -160,3 +160,17 @@ def test_explain_errors(tmp_path, spec_att_checkpoint):
     with pytest.raises(ConfigError, match="does not exist"):
         explain_file(PIANO, tmp_path / "no" / "dir.png", model="musicnn.mtat", tags=["piano"])
     assert not out.exists()
+
+
+def test_import_is_light():
+    """matplotlib and torch are imported only when a figure/map is made (fast CLI start)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rt_tagger.explain, rt_tagger.interpret; "
+            "print(sorted(m for m in ('matplotlib', 'torch') if m in sys.modules))")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=root, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+                         check=True)
+    assert out.stdout.strip() == "[]"
