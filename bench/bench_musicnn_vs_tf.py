@@ -81,14 +81,17 @@ class TFServer:
     def __init__(self, python: str, patches_path: str, model: str):
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
         args = json.dumps({"patches": patches_path, "model": model})
+        self.log = tempfile.TemporaryFile(mode="w+")  # TF's deprecation chatter; shown on failure
         self.proc = subprocess.Popen([python, "-c", TF_SERVER, args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env)
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
         self.version = self._read()["tensorflow"]
 
     def _read(self) -> dict:
         line = self.proc.stdout.readline()
         if not line:
-            sys.exit(f"TensorFlow worker died (exit code {self.proc.wait()})")
+            code = self.proc.wait()
+            self.log.seek(0)
+            sys.exit(f"TensorFlow worker died (exit code {code}):\n{self.log.read()[-3000:]}")
         return json.loads(line)
 
     def run(self, threads: int, batch: int) -> dict:
@@ -99,6 +102,7 @@ class TFServer:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait()
+        self.log.close()
 
 
 def make_clip(seconds: float, seed: int = 0) -> np.ndarray:

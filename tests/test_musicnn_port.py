@@ -118,3 +118,18 @@ def test_random_init_differs():
     with torch.no_grad():
         err = np.abs(net(patches(ref["logmel"][0])).numpy() - ref["mtt_logits"][0]).max()
     assert err > 100 * LOGIT_TOL
+
+
+
+def test_front_end_shortcut_equals_literal_layers(ref):
+    # eval mode folds ReLU and BN past the frequency max (one conv + one max); the literal
+    # conv -> ReLU -> BN -> max must give the same, up to float rounding, for every branch
+    net = create_model("musicnn.mtat")
+    x = net.input_bn(patches(ref["logmel"][2][:374]).unsqueeze(1))
+    assert any((b.bn.weight < 0).any() for b in (*net.timbral, *net.temporal))  # both signs occur
+    with torch.no_grad():
+        for branch in (*net.timbral, *net.temporal):
+            literal = branch.bn(torch.relu(branch.conv(torch.nn.functional.pad(x, (0, 0, *branch.pad_time))))).amax(3)
+            fast = branch(x)
+            assert fast.shape == literal.shape == (2, branch.conv.out_channels, 187)
+            assert (fast - literal).abs().max() <= 1e-5 * literal.abs().max()

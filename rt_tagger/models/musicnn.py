@@ -68,9 +68,9 @@ class FrontEndBranch(nn.Module):
     """Conv2d -> ReLU -> BN -> max over frequency, with TF-exact time padding.
 
     Computed without materialising ReLU and BN on the large (C, T, F) map: BN at inference is
-    a per-channel affine map ``a*v + b``, monotonic in ``v`` (and so is its rounding), hence
+    a per-channel affine map ``a*v + b``, monotonic in ``v`` (so is its float rounding), hence
     ``max_f(a*relu(z)+b) = a*relu(max_f z)+b`` for ``a >= 0`` and ``a*relu(min_f z)+b`` for
-    ``a < 0``. ``min_f z = -max_f(-z)``, and ``-z`` is the conv with negated weights and bias
+    ``a < 0`` (equal up to the rounding of BN's own formula, ~1e-6 on the logits). ``min_f z = -max_f(-z)``, and ``-z`` is the conv with negated weights and bias
     (exact), so one conv plus one max over frequency does it. Weights stay in their original form.
     In training mode (batch statistics) the layers run literally.
     """
@@ -82,12 +82,12 @@ class FrontEndBranch(nn.Module):
         self.bn = _bn2d(filters)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, T, F) -> (B, C, T)
+        if self.training:  # batch statistics: the literal order
+            return self.bn(F.relu(self.conv(F.pad(x, (0, 0, *self.pad_time))))).amax(dim=3)
         if x.shape[0] > 1 and _eager():
             # one patch at a time: a batch's (C, T, F) maps (~140 MB at batch 16) overflow the caches
             return torch.cat([self(patch) for patch in x.split(1)])
         x = F.pad(x, (0, 0, *self.pad_time))
-        if self.training:  # batch statistics: the literal order
-            return self.bn(F.relu(self.conv(x))).amax(dim=3)
         bn = self.bn
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         shift = bn.bias - bn.running_mean * scale
