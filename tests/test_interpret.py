@@ -208,6 +208,16 @@ def test_contribution_tags_batches_and_raw_att():
     np.testing.assert_allclose(rm.values, slow_contributions(raw, y), atol=1e-5)
     with pytest.raises(ConfigError, match="unknown tag 'flute'; valid tags: tag0, tag1"):
         I.contribution_map(model, xb, tags=["flute"])
+    top = I.contribution_map(model, xb, topk=3)
+    with torch.no_grad():
+        plain = torch.sigmoid(model(torch.from_numpy(xb))).numpy().mean(0)
+    assert top.extra["tag_index"] == list(np.argsort(-plain)[:3])
+    assert top.tags == [f"tag{i}" for i in top.extra["tag_index"]]
+    every = I.contribution_map(model, xb).values
+    assert top.values.shape == (2, 3, 64)
+    np.testing.assert_allclose(top.values, every[:, top.extra["tag_index"]], atol=1e-6)
+    with pytest.raises(ConfigError, match="topk must be"):
+        I.contribution_map(model, xb, topk=2, tags=[1])
     with pytest.raises(ConfigError, match="method must be one of"):
         I.contribution_map(model, xb, method="fast")
 

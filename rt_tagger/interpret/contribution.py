@@ -90,12 +90,14 @@ def _manipulated(run: Any, inputs: "torch.Tensor", n_steps: int, batch_size: int
 
 
 def contribution_map(model: "nn.Module", chunks: Any, *, tags: Any = None,
-                     method: str = "last_layer", batch_size: int = 64,
+                     topk: int | None = None, method: str = "last_layer", batch_size: int = 64,
                      start: float | Sequence[float] = 0.0,
                      logmel: LogMelConfig | None = None) -> StepMap:
     """Tag-wise contribution heat map of a chunk (or a batch of chunks).
 
-    ``tags``: names or indices (``None``: all tags). ``method``: ``"last_layer"`` (fast),
+    ``tags``: names or indices (``None``: all tags); or ``topk``: the ``k`` tags the
+    unmanipulated pass finds most probable (averaged over the batch), most probable first —
+    for a live view, one pass gives these, their maps and the attention. ``method``: ``"last_layer"`` (fast),
     ``"backend"`` or ``"full"`` (see the module docstring); ``batch_size``: manipulated passes
     run at once by the two batched methods. Returns a :class:`StepMap` with ``values``
     ``([B], len(tags), T)``: probability of each tag when [CLS] attends only to step ``t``;
@@ -114,6 +116,10 @@ def contribution_map(model: "nn.Module", chunks: Any, *, tags: Any = None,
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if topk is not None and (tags is not None or isinstance(topk, bool)
+                             or not isinstance(topk, int) or topk < 1):
+        raise ConfigError(f"topk must be a positive integer and excludes tags, got topk={topk!r}"
+                          f", tags={tags!r}")
     names = tag_names(model)
     sel = resolve_tags(tags, names)
     x, batched = as_batch(model, chunks)
@@ -121,6 +127,8 @@ def contribution_map(model: "nn.Module", chunks: Any, *, tags: Any = None,
     model.eval()
     try:
         logits, attn, feats, h = _one_pass(model, x)
+        if topk is not None:
+            sel = top_tags(torch.sigmoid(logits).numpy(), topk)
         maps = []
         for b in range(x.shape[0]):
             if method == "last_layer":
