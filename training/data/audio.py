@@ -25,15 +25,15 @@ def _pyav(path: Path) -> tuple[np.ndarray, int]:
             raise AudioFileError(f"{path}: no audio stream")
         stream = container.streams.audio[0]
         rate = int(stream.rate or stream.codec_context.sample_rate)
-        # Packed float mono at the file's own rate; resampling is left to soxr like the
-        # soundfile path, so both decoders feed the same resampler.
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        # Planar float, channels and rate kept: the downmix (channel mean, like the soundfile
+        # path; FFmpeg's own mono rematrix adds +3 dB) and soxr resampling happen below.
+        resampler = av.AudioResampler(format="fltp")
         parts = []
         for frame in container.decode(stream):
             for out in resampler.resample(frame):
-                parts.append(out.to_ndarray().reshape(-1))
+                parts.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
         for out in resampler.resample(None):
-            parts.append(out.to_ndarray().reshape(-1))
+            parts.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
     if not parts:
         raise AudioFileError(f"{path}: no audio frames could be decoded")
     return np.concatenate(parts).astype(np.float32, copy=False), rate

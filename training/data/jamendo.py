@@ -29,15 +29,17 @@ _HINT = "take them from mtg-jamendo-dataset/data/splits/<split>/"
 
 
 def _tsv_dir(root: Path, split: str) -> Path:
-    for cand in (root, root / "data" / "splits" / split, root / "splits" / split, root / split):
-        if all((cand / f"autotagging_top50tags-{p}.tsv").is_file() for p, _ in _PARTS):
-            return cand
-    found = [f"autotagging_top50tags-{p}.tsv" for p, _ in _PARTS
-             if (root / f"autotagging_top50tags-{p}.tsv").is_file()]
-    missing = [f"autotagging_top50tags-{p}.tsv" for p, _ in _PARTS
-               if f"autotagging_top50tags-{p}.tsv" not in found]
-    raise DatasetError(f"MTG-Jamendo: missing {', '.join(missing)} in {root} (nor in "
-                       f"{root / 'data' / 'splits' / split}); {_HINT}")
+    names = [f"autotagging_top50tags-{p}.tsv" for p, _ in _PARTS]
+    cands = [root, root / "data" / "splits" / split, root / "splits" / split, root / split]
+    have = [[n for n in names if (c / n).is_file()] for c in cands]
+    best = max(range(len(cands)), key=lambda k: len(have[k]))
+    if len(have[best]) == len(names):
+        return cands[best]
+    if not have[best]:
+        raise DatasetError(f"MTG-Jamendo: no autotagging_top50tags-*.tsv in {root} nor in "
+                           f"{cands[1]}; {_HINT}")
+    missing = [n for n in names if n not in have[best]]
+    raise DatasetError(f"MTG-Jamendo: missing {', '.join(missing)} in {cands[best]}; {_HINT}")
 
 
 def load_jamendo(root: str | Path, split: str = "split-0", *, audio_dir: str | Path | None = None,
