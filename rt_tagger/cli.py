@@ -38,6 +38,7 @@ def _stream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jsonl", metavar="FILE", help="write JSON Lines to FILE ('-' = stdout)")
     p.add_argument("--csv", metavar="FILE", help="write the taggram (one row per chunk) as CSV")
     p.add_argument("--realtime", action="store_true", help="pace a file like a live source")
+    p.add_argument("--record", metavar="WAV", help="also write the audio as tagged (model rate) to WAV")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of audio")
     p.add_argument("--channel", type=int, default=None, help="use one input channel instead of the mix")
     p.add_argument("--gui", action="store_true", help="open the live window")
@@ -65,25 +66,45 @@ def _run_stream(args: argparse.Namespace, source) -> int:
     jsonl = JsonlWriter(args.jsonl) if args.jsonl else None
     to_stdout = args.jsonl == "-"
     view = None if args.quiet else TerminalView(sys.stderr if to_stdout else sys.stdout, topk=args.topk)
-    gen = tagger.stream(source, realtime=args.realtime, channel=args.channel)
+    status, pipe = tagger.open_stream(source, realtime=args.realtime, channel=args.channel,
+                                      record=args.record)
     if args.gui:
         from .gui_launch import run_gui
 
-        return run_gui(tagger, gen, jsonl=jsonl)
-    interrupted = False
+        return run_gui(tagger, pipe, status, jsonl=jsonl)
+
+    def out(msg: dict) -> None:
+        if jsonl:
+            jsonl.write(msg)
+        if view:
+            view.handle(msg)
+
+    interrupted = ending = False
+    out(status)
     try:
-        for msg in gen:
-            if jsonl:
-                jsonl.write(msg)
-            if view:
-                view.handle(msg)
-            if args.duration is not None and msg.get("t", 0) >= args.duration and msg["type"] == "update":
+        pipe.start()
+        while True:
+            try:
+                msg = pipe.poll()
+            except StopIteration:
                 break
-    except KeyboardInterrupt:
-        interrupted = True
+            except KeyboardInterrupt:
+                if ending:  # second Ctrl-C: stop now
+                    break
+                ending = interrupted = True
+                print("rt-tagger: stopping, flushing outputs (Ctrl-C again to abort)", file=sys.stderr)
+                pipe.end_input()
+                continue
+            if msg is None:
+                continue
+            out(msg)
+            if (not ending and args.duration is not None and msg["type"] == "update"
+                    and msg["t"] >= args.duration):
+                ending = True
+                pipe.end_input()  # drain, tag the rest, then the summary
     finally:
-        gen.close()  # stops the pipeline and the source
-        if args.csv and tagger.pipeline is not None:
+        pipe.stop()
+        if args.csv:
             _write_csv(tagger, args.csv)
         if jsonl:
             jsonl.close()

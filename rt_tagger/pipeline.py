@@ -33,7 +33,7 @@ _END = object()
 
 class Pipeline:
     def __init__(self, engine, source: Source, aggregator: Aggregator, *, hop_units: int,
-                 max_queue: int = 8, logmel_backend: str = "native") -> None:
+                 max_queue: int = 8, logmel_backend: str = "native", record: str | None = None) -> None:
         ck = engine.checkpoint
         self.engine = engine
         self.source = source
@@ -46,6 +46,8 @@ class Pipeline:
         self.live = not source.finite or getattr(source, "realtime", False)
         self.max_queue = max_queue
         self._logmel_backend = logmel_backend
+        self._record_path = record
+        self._record = None
         self._out: queue.Queue = queue.Queue()
         self._chunks: collections.deque[tuple[Chunk, float]] = collections.deque()
         self._cond = threading.Condition()
@@ -62,12 +64,22 @@ class Pipeline:
 
     # ---- public -------------------------------------------------------------------------------
     def start(self) -> None:
+        if self._record_path:
+            import soundfile as sf
+
+            self._record = sf.SoundFile(self._record_path, "w", samplerate=self.rate, channels=1,
+                                        subtype="FLOAT")
         self.source.start(self._on_state)
         for target, name in ((self._feature_loop, "features"), (self._inference_loop, "inference")):
             t = threading.Thread(target=self._guard(target), name=f"rt-tagger-{name}-{self.source.name}",
                                  daemon=True)
             t.start()
             self._threads.append(t)
+
+    def end_input(self) -> None:
+        """Stops the source but lets everything already captured drain: the last chunks are
+        tagged and the ``summary`` still comes (used for --duration and the first Ctrl-C)."""
+        self.source.stop()
 
     def stop(self) -> None:
         self._stop.set()
@@ -78,22 +90,34 @@ class Pipeline:
             if t is not threading.current_thread():
                 t.join(timeout=10)
 
+    def poll(self, timeout: float = 0.2) -> dict | None:
+        """The next message, or ``None`` if none came within ``timeout``. Raises
+        ``StopIteration`` after the last message and re-raises a worker's error. Safe to call
+        again after a ``KeyboardInterrupt`` (unlike a generator)."""
+        try:
+            msg = self._out.get(timeout=timeout)
+        except queue.Empty:
+            if self._stop.is_set() and not any(t.is_alive() for t in self._threads):
+                raise StopIteration from None
+            return None
+        if msg is _END:
+            self._out.put(_END)  # idempotent end
+            raise StopIteration
+        if isinstance(msg, BaseException):
+            self.stop()
+            raise msg
+        msg.setdefault("source", self.source.name)
+        return msg
+
     def messages(self) -> Iterator[dict]:
         """Yields every message until the source ends (or :meth:`stop`); re-raises worker errors."""
         while True:
             try:
-                msg = self._out.get(timeout=0.2)
-            except queue.Empty:
-                if self._stop.is_set() and not any(t.is_alive() for t in self._threads):
-                    return
-                continue
-            if msg is _END:
+                msg = self.poll()
+            except StopIteration:
                 return
-            if isinstance(msg, BaseException):
-                self.stop()
-                raise msg
-            msg.setdefault("source", self.source.name)
-            yield msg
+            if msg is not None:
+                yield msg
 
     def snapshot(self):
         return self.aggregator.snapshot()
@@ -170,6 +194,8 @@ class Pipeline:
                         "detail": f"audio shorter than one chunk: padded {c.padded} of "
                                   f"{self.chunker.length} units with silence"})
             self._submit(c, t_read)
+        if self._record is not None:
+            self._record.close()
         with self._cond:
             self._feature_done = True
             self._cond.notify_all()
@@ -177,6 +203,8 @@ class Pipeline:
     def _process(self, x: np.ndarray, logmel, t_read: float) -> None:
         x = np.ascontiguousarray(x, dtype=np.float32)
         self.samples_model += x.size
+        if self._record is not None:
+            self._record.write(x)
         units = logmel.push(x) if logmel is not None else x
         if logmel is not None:
             self.aggregator.add_frames(units)

@@ -112,21 +112,28 @@ class Tagger:
                 "input_rate": source.sample_rate, "hop": round(self.hop_seconds, 4),
                 "chunk": round(self.chunk_seconds, 4), "tags": self.tags}
 
-    def stream(self, source, *, realtime: bool = False, name: str = "main",
-               channel: int | None = None, max_queue: int = 8) -> Iterator[dict]:
-        """Tag a live or file source; yields the JSON Lines messages as dicts.
-
-        ``source``: a :class:`~rt_tagger.sources.Source`, a path/URL, or ``"device:NAME"``.
-        """
+    def open_stream(self, source, *, realtime: bool = False, name: str = "main",
+                    channel: int | None = None, max_queue: int = 8, record: str | None = None):
+        """``(status message, Pipeline)`` for ``source``, not started yet (see :meth:`stream`)."""
         from .pipeline import Pipeline
         from .sources import Source, open_source
 
         src = source if isinstance(source, Source) else open_source(
             source, name=name, realtime=realtime, channel=channel)
         pipe = Pipeline(self.engine, src, self.make_aggregator(), hop_units=self.hop_units,
-                        max_queue=max_queue)
+                        max_queue=max_queue, record=record)
         self.pipeline = pipe
-        yield self.status(src)
+        return self.status(src), pipe
+
+    def stream(self, source, **kw) -> Iterator[dict]:
+        """Tag a live or file source; yields the JSON Lines messages as dicts.
+
+        ``source``: a :class:`~rt_tagger.sources.Source`, a path/URL, or ``"device:NAME"``;
+        keywords: ``realtime``, ``name``, ``channel``, ``max_queue``, ``record`` (write the
+        audio exactly as tagged, at the model's rate, to a WAV file).
+        """
+        status, pipe = self.open_stream(source, **kw)
+        yield status
         pipe.start()
         try:
             yield from pipe.messages()

@@ -91,7 +91,9 @@ class DeviceSource(Source):
         self.device_name = info["name"]
         self.device_index = info["index"]
         self.sample_rate = info["sample_rate"]
-        self.channels = info["channels"] if channel is None else max(channel + 1, 1)
+        # Stereo at most (ALSA's "pulse"/"default" devices claim 32 channels); --channel N
+        # opens N+1 channels and keeps channel N.
+        self.channels = min(info["channels"], 2) if channel is None else channel + 1
         if channel is not None and channel >= info["channels"]:
             raise DeviceError(f"--channel {channel} requested but {self.device_name!r} has "
                               f"{info['channels']} input channel(s)")

@@ -1,0 +1,118 @@
+"""The rt-tagger command as a user runs it (real subprocesses)."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from rt_tagger.sinks import validate_message
+from signals import DATA, MUSIC_CLIPS
+
+FILE = str(DATA / MUSIC_CLIPS[2])
+
+
+def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rt_tagger", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def read_jsonl(text: str) -> list[dict]:
+    msgs = [json.loads(line) for line in text.splitlines() if line.strip()]
+    for m in msgs:
+        validate_message(m)
+    return msgs
+
+
+def test_demo_runs_the_main_job_on_the_embedded_default(tmp_path):
+    out = tmp_path / "demo.jsonl"
+    p = run("demo", "--jsonl", str(out), "--min-duration", "0.5")
+    assert p.returncode == 0, p.stderr
+    assert "summary over" in p.stdout  # the terminal view
+    msgs = read_jsonl(out.read_text())
+    assert msgs[0]["type"] == "status" and msgs[0]["model"] == "musicnn.mtat"
+    assert msgs[-1]["type"] == "summary" and msgs[-1]["duration"] == pytest.approx(24.0, abs=0.1)
+    updates = [m for m in msgs if m["type"] == "update"]
+    assert len(updates) == msgs[-1]["chunks"] > 30
+    # The clip has three sections (plucked melody, drums, both): the tags must move.
+    def at(t):
+        u = min(updates, key=lambda m: abs(m["t"] - t))
+        return np.array(list(u["probs"].values()))
+    assert np.abs(at(7.5) - at(15.5)).max() > 0.1
+    assert np.abs(at(15.5) - at(23.5)).max() > 0.1
+
+
+def test_file_with_jsonl_to_stdout_and_csv(tmp_path):
+    table = tmp_path / "taggram.csv"
+    p = run(FILE, "--hop", "chunk", "--jsonl", "-", "--csv", str(table))
+    assert p.returncode == 0, p.stderr
+    msgs = read_jsonl(p.stdout)  # stdout carries JSON only; the view went to stderr
+    assert "summary over 4 chunks" in p.stderr
+    with table.open() as f:
+        rows = list(csv.reader(f))
+    assert rows[0][:3] == ["start", "end", "guitar"] and len(rows[0]) == 52
+    assert len(rows) == 1 + msgs[-1]["chunks"] == 5
+    gram = np.array([[float(x) for x in r[2:]] for r in rows[1:]])
+    song = np.array(list(msgs[-1]["probs"].values()))
+    np.testing.assert_allclose(gram.mean(axis=0), song, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["/no/such/file.mp3"], "rt-tagger: no such file: /no/such/file.mp3"),
+        (["--model", "nosuch", FILE], "rt-tagger: unknown model 'nosuch'"),
+        (["--hop", "fast", FILE], "rt-tagger: --hop must be seconds"),
+        (["--threshold", "2", FILE], "rt-tagger: thresholds must be in (0, 1)"),
+        (["--device", "1", FILE], "rt-tagger: give either a file/URL or --device"),
+        (["export", "nosuch"], "rt-tagger: unknown model 'nosuch'"),
+    ],
+)
+def test_user_mistakes_end_in_one_clean_line(args, message):
+    p = run(*args)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert lines[0].startswith(message), p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_corrupt_file_is_one_clean_line(tmp_path):
+    bad = tmp_path / "broken.flac"
+    bad.write_bytes(b"fLaC" + os.urandom(3000))
+    p = run(str(bad))
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.startswith("rt-tagger: ") and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_stops_cleanly_and_flushes(tmp_path):
+    out = tmp_path / "live.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "rt_tagger", FILE, "--realtime", "--jsonl", str(out), "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while time.time() < deadline:  # wait until it is really tagging
+        if out.exists() and '"update"' in out.read_text():
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopping" in err and "Traceback" not in err
+    msgs = read_jsonl(out.read_text())
+    assert msgs[-1]["type"] == "summary" and msgs[-1]["duration"] < 11.0  # stopped early
+
+
+def test_models_and_help_are_quick():
+    p = run("models")
+    assert p.returncode == 0
+    names = p.stdout.split()
+    assert "spec_att" in names and "musicnn.mtat" in names
+    t = time.perf_counter()
+    p = run("--help")
+    assert p.returncode == 0 and "--device" in p.stdout and "--list-devices" in p.stdout
+    assert time.perf_counter() - t < 20  # heavy backends load lazily
