@@ -57,28 +57,22 @@ def chunks(engine, batch: int) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((batch, *engine.input_shape)).astype(np.float32)
 
 
-def latency_ms(engine, runs: int, warmup: int, attention: bool | None = None) -> tuple[float, float]:
-    """(median, p99) milliseconds of ``engine.run`` on one chunk."""
-    x = chunks(engine, 1)
-    for _ in range(warmup):
-        engine.run(x, attention=attention)
-    times = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        engine.run(x, attention=attention)
-        times[i] = time.perf_counter() - t0
-    return float(np.median(times) * 1e3), float(np.percentile(times, 99) * 1e3)
-
-
-def throughput(engine, batch_runs: int, warmup: int = 2, batch: int = 16) -> float:
-    """Chunks per second running batches of ``batch``."""
-    x = chunks(engine, batch)
-    for _ in range(warmup):
-        engine.run(x)
-    t0 = time.perf_counter()
-    for _ in range(batch_runs):
-        engine.run(x)
-    return batch * batch_runs / (time.perf_counter() - t0)
+def interleaved(engines: dict, runs: int, warmup: int, batch: int = 1, block: int = 10,
+                attention: bool | None = None) -> dict[str, np.ndarray]:
+    """Seconds per ``engine.run`` call for each engine, measured in alternating blocks of
+    ``block`` calls so that load from other processes hits every backend alike."""
+    xs = {k: chunks(e, batch) for k, e in engines.items()}
+    for k, e in engines.items():
+        for _ in range(warmup):
+            e.run(xs[k], attention=attention)
+    times: dict[str, list[float]] = {k: [] for k in engines}
+    while any(len(t) < runs for t in times.values()):
+        for k, e in engines.items():
+            for _ in range(min(block, runs - len(times[k]))):
+                t0 = time.perf_counter()
+                e.run(xs[k], attention=attention)
+                times[k].append(time.perf_counter() - t0)
+    return {k: np.asarray(t) for k, t in times.items()}
 
 
 def machine() -> str:
@@ -101,25 +95,34 @@ def machine() -> str:
             f"load average at start {load}")
 
 
-def measure(args: argparse.Namespace, backends: list[str], precision: str = "fp32") -> list[dict]:
+def measure(args: argparse.Namespace, backends: list[str], precision: str = "fp32",
+            device: str | None = "cpu") -> list[dict]:
+    """One row per (model, backend); backends of a model are measured interleaved."""
     from rt_tagger.engines import create_engine
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             ckpt = checkpoint_for(name, Path(tmp))
-            for backend in backends:
-                opts = dict(cache=args.cache or tmp, precision=precision, max_batch=16)
-                if backend != "tensorrt":
-                    opts["device"] = "cpu"
-                with create_engine(ckpt, backend, threads=1, **opts) as eng:
-                    med, p99 = latency_ms(eng, args.runs, args.warmup)
-                    row = dict(model=name, backend=backend, precision=precision,
-                               frames=eng.input_length, med=med, p99=p99, att=eng.supports_attention)
-                    if eng.supports_attention:
-                        row["med_noatt"], _ = latency_ms(eng, args.runs // 2, args.warmup, False)
-                with create_engine(ckpt, backend, threads=args.threads, **opts) as eng:
-                    row["thr"] = throughput(eng, args.batch_runs)
+            opts = dict(cache=args.cache or tmp, precision=precision, max_batch=16, device=device)
+            # Latency: 1 thread. torch's thread count is process-wide, so set it for both phases.
+            engines = {b: create_engine(ckpt, b, threads=1, **opts) for b in backends}
+            lat = interleaved(engines, args.runs, args.warmup)
+            first = next(iter(engines.values()))
+            noatt = (interleaved(engines, args.runs // 2, args.warmup, attention=False)
+                     if first.supports_attention else {})
+            for e in engines.values():
+                e.close()
+            engines = {b: create_engine(ckpt, b, threads=args.threads, **opts) for b in backends}
+            thr = interleaved(engines, args.batch_runs, 2, batch=16, block=1)
+            for b, e in engines.items():
+                e.close()
+                row = dict(model=name, backend=b, precision=precision, frames=first.input_length,
+                           med=float(np.median(lat[b]) * 1e3),
+                           p99=float(np.percentile(lat[b], 99) * 1e3),
+                           thr=16 / float(np.mean(thr[b])))
+                if b in noatt:
+                    row["med_noatt"] = float(np.median(noatt[b]) * 1e3)
                 print(_line(row), flush=True)
                 rows.append(row)
     return rows
@@ -165,7 +168,7 @@ def report(title: str, rows: list[dict], args: argparse.Namespace, env: str, not
 
 NOTES = """\
 Latency: `engine.run` on one chunk (batch 1) with 1 intra-op thread; median and p99 over the
-runs after warm-up; includes input validation and the sigmoid, and for attention models the
+runs after warm-up, the backends of one model measured in alternating blocks of 10 calls; includes input validation and the sigmoid, and for attention models the
 attention maps (the GUI needs them); the next column asks for logits only. Throughput: batches
 of 16 chunks through `engine.run`. spec_att runs with random weights (speed does not depend on
 them); musicnn with the converted MTAT weights. ONNX graphs come from `rt_tagger.export`
