@@ -174,3 +174,31 @@ def test_import_is_light():
                          cwd=root, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("arch", ["q2l", "raw_att"])
+def test_q2l_and_waveform_models_get_their_rows(tmp_path, arch):
+    from rt_tagger.models.short_res import SHORT_RES_LOGMEL
+
+    torch.manual_seed(0)
+    if arch == "q2l":
+        args, kind, length, mel = {"width": 32, "heads": 4, "ffn_dim": 64}, "logmel", 231, \
+            SHORT_RES_LOGMEL
+    else:
+        args, kind, length, mel = {"width": 32, "heads": 4, "input_length": 243 * 60}, \
+            "waveform", 243 * 60, None
+    model = create_model(arch, **args).eval()
+    ckpt = save_checkpoint(tmp_path / f"{arch}.safetensors", model, arch=arch, arch_args=args,
+                           tags=list(MTAT_TAGS), sample_rate=16000, input_kind=kind,
+                           input_length=length, logmel=mel)
+    layout = explain_file(DRUMS, tmp_path / "f.png", model=ckpt, tags=["drums", "piano"],
+                          backend="numpy")
+    want = (["cross-attention: drums", "cross-attention: piano"] if arch == "q2l" else
+            ["attention", "contribution: drums", "contribution: piano"])
+    assert layout.order == ["spectrogram", *want] and layout.boundaries == []
+    n_frames = 1 + 12 * 16000 // 256
+    assert layout.rows["spectrogram"].shape[0] == n_frames
+    for name in want:
+        assert layout.rows[name].shape == (n_frames,) and np.isfinite(layout.rows[name]).all()
+    img = read_png(layout.path)
+    assert not is_marker(img).any()
