@@ -9,6 +9,12 @@ Three threads besides the producer (PortAudio callback or decoder thread):
 * the caller's thread iterates :meth:`Pipeline.messages` (the JSON Lines contract: ``status``,
   ``update``, ``event``, ``summary``).
 
+Several pipelines can share one inference thread (``rt_tagger.monitor``): each is started
+with ``start(inference=False)`` and given the same ``cond``; the shared thread takes chunks with
+:meth:`Pipeline.take_chunks`, runs one batch for all sources and hands each pipeline its rows
+back with :meth:`Pipeline.fold`. ``taps`` are called by the feature thread with every block of
+raw mono audio (source rate) and may return messages (level meters, alarms).
+
 The chunk queue is bounded. A live source whose chunks arrive faster than inference drops the
 oldest waiting chunks and says so (an ``overload`` event) instead of growing without bound; an
 offline file waits instead, so nothing is lost.
@@ -33,7 +39,8 @@ _END = object()
 
 class Pipeline:
     def __init__(self, engine, source: Source, aggregator: Aggregator, *, hop_units: int,
-                 max_queue: int = 8, logmel_backend: str = "native", record: str | None = None) -> None:
+                 max_queue: int = 8, logmel_backend: str = "native", record: str | None = None,
+                 cond: threading.Condition | None = None, taps: list | None = None) -> None:
         ck = engine.checkpoint
         self.engine = engine
         self.source = source
@@ -50,7 +57,8 @@ class Pipeline:
         self._record = None
         self._out: queue.Queue = queue.Queue()
         self._chunks: collections.deque[tuple[Chunk, float]] = collections.deque()
-        self._cond = threading.Condition()
+        self._cond = cond or threading.Condition()
+        self.taps = list(taps or [])
         self._feature_done = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -58,19 +66,23 @@ class Pipeline:
         self.samples_model = 0  # at the model rate
         self.overrun_samples = 0
         self.dropped_chunks = 0
-        self.taggram: list[tuple[int, float, float, np.ndarray]] = []
+        # Raw chunk probabilities (index, t_start, t_end, probs) for the CSV taggram: all of them
+        # for a finite source, the last hour's for a live one (bounded memory on 24/7 runs).
+        self.taggram: collections.deque[tuple[int, float, float, np.ndarray]] = collections.deque(
+            maxlen=None if source.finite else int(3600 / max(hop_units * self.unit_seconds, 1e-3)))
         self.padded_units = 0
         self._cpu0 = (time.process_time(), time.perf_counter())
 
     # ---- public -------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, inference: bool = True) -> None:
         if self._record_path:
             import soundfile as sf
 
             self._record = sf.SoundFile(self._record_path, "w", samplerate=self.rate, channels=1,
                                         subtype="FLOAT")
         self.source.start(self._on_state)
-        for target, name in ((self._feature_loop, "features"), (self._inference_loop, "inference")):
+        loops = [(self._feature_loop, "features"), (self._inference_loop, "inference")]
+        for target, name in loops[: 2 if inference else 1]:
             t = threading.Thread(target=self._guard(target), name=f"rt-tagger-{name}-{self.source.name}",
                                  daemon=True)
             t.start()
@@ -173,6 +185,9 @@ class Pipeline:
             t_read = time.perf_counter()
             self.samples_in += n
             x = buf[:n]
+            for tap in self.taps:
+                for msg in tap(x) or ():
+                    self._emit(msg)
             if resampler is not None:
                 x = resampler.resample_chunk(x)
             self._process(x, logmel, t_read)
@@ -236,7 +251,6 @@ class Pipeline:
 
     def _inference_loop(self) -> None:
         eng = self.engine
-        us = self.unit_seconds
         while True:
             with self._cond:
                 while not self._chunks and not self._feature_done and not self._stop.is_set():
@@ -245,23 +259,40 @@ class Pipeline:
                     return
                 if not self._chunks and self._feature_done:
                     break
-                batch = [self._chunks.popleft() for _ in range(min(len(self._chunks), eng.max_batch))]
+                batch = self.take_chunks(eng.max_batch)
                 self._cond.notify_all()
             out = eng.run(np.stack([c.data for c, _ in batch]))
-            done = time.perf_counter()
-            for i, (c, t_read) in enumerate(batch):
-                t0, t1 = c.start * us, (c.start + self.chunker.length - c.padded) * us
-                r = ChunkResult(c.index, t0, t1, out.probs[i],
-                                None if out.attention is None else out.attention[i],
-                                latency_ms=(done - t_read) * 1e3, padded=c.padded)
-                self.taggram.append((c.index, t0, t1, out.probs[i].copy()))
-                update, events = self.aggregator.add(r)
-                self._emit(update)
-                for e in events:
-                    self._emit(e)
-            cpu = self._cpu()
-            self.aggregator.set_status(latency_ms=round((done - batch[-1][1]) * 1e3, 2),
-                                       cpu_percent=cpu, batch=len(batch))
+            self.fold(batch, out.probs, out.attention, time.perf_counter())
+        self.finish()
+
+    # ---- the inference stage, also driven by a shared thread (rt_tagger.monitor) -------------
+    @property
+    def drained(self) -> bool:
+        """No chunk waiting and none will come (call with ``cond`` held)."""
+        return self._feature_done and not self._chunks
+
+    def take_chunks(self, n: int) -> list[tuple[Chunk, float]]:
+        """Up to ``n`` waiting chunks, oldest first (call with ``cond`` held)."""
+        return [self._chunks.popleft() for _ in range(min(len(self._chunks), n))]
+
+    def fold(self, batch: list[tuple[Chunk, float]], probs: np.ndarray, attention, done: float) -> None:
+        """Fold the engine's rows for ``batch`` into the aggregator and emit the messages."""
+        us = self.unit_seconds
+        for i, (c, t_read) in enumerate(batch):
+            t0, t1 = c.start * us, (c.start + self.chunker.length - c.padded) * us
+            r = ChunkResult(c.index, t0, t1, probs[i], None if attention is None else attention[i],
+                            latency_ms=(done - t_read) * 1e3, padded=c.padded)
+            self.taggram.append((c.index, t0, t1, probs[i].copy()))
+            update, events = self.aggregator.add(r)
+            self._emit(update)
+            for e in events:
+                self._emit(e)
+        cpu = self._cpu()
+        self.aggregator.set_status(latency_ms=round((done - batch[-1][1]) * 1e3, 2),
+                                   cpu_percent=cpu, batch=len(batch))
+
+    def finish(self) -> None:
+        """The closing events and the ``summary`` once every chunk was tagged."""
         t_end = self._t()
         for e in self.aggregator.close_events(t_end):
             self._emit(e)
