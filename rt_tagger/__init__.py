@@ -29,6 +29,8 @@ _LAZY = {
     "logmel": "rt_tagger.features",
     "mel_filterbank": "rt_tagger.features",
     "RingBuffer": "rt_tagger.ring",
+    "Tagger": "rt_tagger.tagger",
+    "TagResult": "rt_tagger.tagger",
     "create_model": "rt_tagger.models",
     "list_models": "rt_tagger.models",
     "load_checkpoint": "rt_tagger.checkpoint",
