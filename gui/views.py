@@ -1,0 +1,256 @@
+"""The plots of the live window, all in one pyqtgraph scene (so one grab shows everything).
+
+Left column: the scrolling log-mel spectrogram with the attention overlay, and under it the
+contribution strip of the selected tag (x-linked: the same seconds). Right: the tag
+probability bars (one row per tag) and the taggram timeline whose rows are the same tags in
+the same order (y-linked). Every update is whole-array numpy + one ``setImage``/``setOpts``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .qt import QtCore, QtGui, pg
+
+BAR = (80, 110, 150)
+TOPK = (255, 150, 40)
+OVERLAY = (0, 235, 255)  # cyan over the inferno spectrogram
+OVERLAY_ALPHA = 170  # alpha at the chunk's highest attention
+THRESHOLD = (230, 40, 40)
+
+
+def _rect(x0: float, y0: float, w: float, h: float) -> QtCore.QRectF:
+    return QtCore.QRectF(float(x0), float(y0), float(w), float(h))
+
+
+def visible_span(t_end: float, span: float, minimum: float = 10.0) -> tuple[float, float]:
+    """The scrolling time window: the last ``span`` seconds, at least ``minimum`` wide."""
+    lo = max(0.0, t_end - span)
+    return lo, max(t_end, lo + minimum)
+
+
+class Spectrogram:
+    """Log-mel image (frames x mels) plus the attention overlay of the latest chunk."""
+
+    def __init__(self, plot: pg.PlotItem, span: float) -> None:
+        self.plot, self.span = plot, span
+        plot.setLabel("bottom", "time", units="s")
+        plot.setLabel("left", "mel band")
+        plot.setMouseEnabled(x=False, y=False)
+        plot.hideButtons()
+        self.image = pg.ImageItem(axisOrder="col-major")
+        self.image.setColorMap(pg.colormap.get("inferno"))
+        plot.addItem(self.image)
+        self.overlay = pg.ImageItem(axisOrder="col-major")
+        self.overlay.setZValue(10)
+        plot.addItem(self.overlay)
+        self.overlay.hide()
+        self.show_overlay = True
+        self.overlay_weights: np.ndarray | None = None  # normalised, as drawn
+        self.overlay_times: np.ndarray | None = None
+        self._key = None
+        self._att_key = None
+        self._att = None  # keeps the drawn overlay alive so its id() stays unique
+
+    def update(self, snap, tag_index: int | None) -> None:
+        mel = snap.logmel
+        if mel.shape[0] == 0:
+            return
+        key = (snap.logmel_t0, mel.shape[0])
+        if key != self._key:
+            self._key = key
+            lo, hi = np.percentile(mel[::4], [2.0, 99.8])
+            self.image.setImage(mel, autoLevels=False, levels=(float(lo), float(max(hi, lo + 1e-6))))
+            n, m = mel.shape
+            self.image.setRect(_rect(snap.logmel_t0, 0, n * snap.frame_seconds, m))
+            self.plot.setXRange(*visible_span(snap.logmel_t0 + n * snap.frame_seconds, self.span),
+                                padding=0)
+            self.plot.setYRange(0, m, padding=0)
+        self.set_attention(snap.attention, tag_index, mel.shape[1])
+
+    def set_attention(self, att, tag_index: int | None, n_mels: int) -> None:
+        key = (id(att), tag_index if att is not None and att.kind != "cls" else None,
+               self.show_overlay, n_mels)
+        if key == self._att_key:
+            return
+        self._att_key = key
+        if att is None or not self.show_overlay:
+            self.overlay.hide()
+            self.overlay_weights = None
+            return
+        w = att.weights if att.kind == "cls" else att.weights[tag_index or 0]
+        w = np.asarray(w, np.float64)
+        span = float(w.max() - w.min())
+        norm = (w - w.min()) / span if span > 0 else np.zeros_like(w)
+        # Two identical rows: pyqtgraph 0.14 renders nothing for a one-row RGBA uint8 image.
+        rgba = np.empty((w.shape[0], 2, 4), np.uint8)
+        rgba[..., :3] = OVERLAY
+        rgba[..., 3] = np.round(norm * OVERLAY_ALPHA).astype(np.uint8)[:, None]
+        self.overlay.setImage(rgba, autoLevels=False)
+        t = att.times
+        self.overlay.setRect(_rect(t[0], 0, t[-1] - t[0], n_mels))
+        self.overlay.show()
+        self.overlay_weights, self.overlay_times, self._att = norm, np.asarray(t), att
+
+
+class ContributionStrip:
+    """One row: the selected tag's probability when [CLS] attends only to each step."""
+
+    def __init__(self, plot: pg.PlotItem) -> None:
+        self.plot = plot
+        plot.setMouseEnabled(x=False, y=False)
+        plot.hideButtons()
+        plot.getAxis("left").setTicks([[], []])
+        plot.setYRange(0, 1, padding=0)
+        self.image = pg.ImageItem(axisOrder="col-major")
+        self.image.setColorMap(pg.colormap.get("viridis"))
+        plot.addItem(self.image)
+        self.title = ""
+        self.values: np.ndarray | None = None
+        self.tag: str | None = None
+        self.set_message("contribution: waiting for the first chunk")
+
+    def set_message(self, text: str) -> None:
+        self.image.hide()
+        self.values = None
+        self._title(text)
+
+    def set_values(self, tag: str, values: np.ndarray, edges: np.ndarray, label: str) -> None:
+        v = np.asarray(values, np.float32)
+        lo, hi = float(v.min()), float(v.max())
+        self.image.setImage(v[:, None], autoLevels=False, levels=(lo, max(hi, lo + 1e-6)))
+        self.image.setRect(_rect(edges[0], 0, edges[-1] - edges[0], 1))
+        self.image.show()
+        self.values, self.tag = v, tag
+        self._title(f"{label} of '{tag}' ({lo:.2f} to {hi:.2f})")
+
+    def _title(self, text: str) -> None:
+        if text != self.title:
+            self.title = text
+            self.plot.setTitle(text, size="9pt")
+
+
+class TagBars:
+    """Horizontal probability bars, one row per tag (row 0 at the top), threshold marks,
+    top-k in orange, the selected tag outlined."""
+
+    def __init__(self, plot: pg.PlotItem) -> None:
+        self.plot = plot
+        plot.setMouseEnabled(x=False, y=False)
+        plot.hideButtons()
+        plot.invertY(True)
+        plot.setXRange(0, 1, padding=0.02)
+        plot.setLabel("bottom", "probability")
+        plot.getAxis("left").setStyle(tickFont=QtGui.QFont("DejaVu Sans", 7))
+        self.bars = pg.BarGraphItem(x0=0, y=[0.5], height=0.75, width=[0.0], brush=BAR)
+        plot.addItem(self.bars)
+        self.marks = pg.PlotDataItem(pen=pg.mkPen(THRESHOLD, width=2), connect="pairs")
+        plot.addItem(self.marks)
+        self.order: np.ndarray | None = None
+        self.widths = np.zeros(0)
+        self._style_key = None
+        self._marks_key = None
+
+    def update(self, snap, order: np.ndarray, selected: int | None, index: dict[str, int]) -> None:
+        n = len(order)
+        rows = np.arange(n) + 0.5
+        if self.order is None or not np.array_equal(order, self.order):
+            self.order = order.copy()
+            names = [snap.tags[i] for i in order]
+            self.plot.getAxis("left").setTicks([[(r, s) for r, s in zip(rows, names)], []])
+            self.plot.setYRange(0, n, padding=0)
+            self._style_key = self._marks_key = None
+        self.widths = snap.probs[order].astype(np.float64)
+        top = {index[name] for name, _ in snap.top}
+        style = (tuple(sorted(top)), selected, tuple(order))
+        if style != self._style_key:
+            self._style_key = style
+            brushes = [pg.mkBrush(TOPK if i in top else BAR) for i in order]
+            pens = [pg.mkPen("w", width=2) if i == selected else pg.mkPen(None) for i in order]
+            self.bars.setOpts(y=rows, width=self.widths, brushes=brushes, pens=pens)
+        else:
+            self.bars.setOpts(width=self.widths)
+        thr = snap.thresholds[order]
+        mk = (thr.tobytes(), tuple(order))
+        if mk != self._marks_key:
+            self._marks_key = mk
+            x = np.repeat(thr, 2)
+            y = np.stack([rows - 0.45, rows + 0.45], axis=1).ravel()
+            self.marks.setData(x, y)
+
+    def row_at(self, scene_pos) -> int | None:
+        """Row under a scene position, or None outside the bars."""
+        vb = self.plot.vb
+        if self.order is None or not vb.sceneBoundingRect().contains(scene_pos):
+            return None
+        y = vb.mapSceneToView(scene_pos).y()
+        row = int(np.floor(y))
+        return row if 0 <= row < len(self.order) else None
+
+
+class Taggram:
+    """Chunk probabilities (time x tags), rows in the bars' order, the last ``span`` seconds."""
+
+    def __init__(self, plot: pg.PlotItem, span: float) -> None:
+        self.plot, self.span = plot, span
+        plot.setMouseEnabled(x=False, y=False)
+        plot.hideButtons()
+        plot.hideAxis("left")
+        plot.setLabel("bottom", "time", units="s")
+        plot.setTitle("taggram", size="9pt")
+        self.image = pg.ImageItem(axisOrder="col-major")
+        self.image.setColorMap(pg.colormap.get("viridis"))
+        plot.addItem(self.image)
+        self._key = None
+
+    def update(self, snap, order: np.ndarray, hop: float) -> None:
+        t = snap.history_t
+        if t.shape[0] == 0:
+            return
+        key = (float(t[-1]), t.shape[0], tuple(order))
+        if key == self._key:
+            return
+        self._key = key
+        dt = float(np.median(np.diff(t))) if t.shape[0] > 1 else hop
+        self.image.setImage(snap.history[:, order], autoLevels=False, levels=(0.0, 1.0))
+        self.image.setRect(_rect(t[0] - dt, 0, t[-1] - t[0] + dt, len(order)))
+        self.plot.setXRange(*visible_span(float(t[-1]), self.span), padding=0)
+
+
+class LiveView(pg.GraphicsLayoutWidget):
+    """The four panels; emits ``tagClicked(index)`` when a bar or a taggram row is clicked."""
+
+    tagClicked = QtCore.Signal(int)
+
+    def __init__(self, span: float = 30.0) -> None:
+        super().__init__()
+        self.setBackground((18, 18, 22))
+        spec = self.addPlot(row=0, col=0, title="log-mel spectrogram, attention overlay")
+        strip = self.addPlot(row=1, col=0)
+        bars = self.addPlot(row=0, col=1, rowspan=2, title="tag probabilities")
+        gram = self.addPlot(row=0, col=2, rowspan=2)
+        strip.setXLink(spec)
+        gram.invertY(True)  # row 0 at the top, as in the bars
+        gram.setYLink(bars)
+        for plot in (spec, strip):  # same axis width: the linked x axes line up exactly
+            plot.getAxis("left").setWidth(48)
+        strip.setMaximumHeight(120)
+        grid = self.ci.layout
+        grid.setColumnStretchFactor(0, 5)
+        grid.setColumnStretchFactor(1, 2)
+        grid.setColumnStretchFactor(2, 2)
+        grid.setRowStretchFactor(0, 4)
+        grid.setRowStretchFactor(1, 1)
+        self.spectrogram = Spectrogram(spec, span)
+        self.strip = ContributionStrip(strip)
+        self.bars = TagBars(bars)
+        self.taggram = Taggram(gram, span)
+        self.scene().sigMouseClicked.connect(self._clicked)
+
+    def _clicked(self, event) -> None:
+        pos = event.scenePos()
+        row = self.bars.row_at(pos)
+        if row is None and self.taggram.plot.vb.sceneBoundingRect().contains(pos):
+            row = self.bars.row_at(self.bars.plot.vb.mapViewToScene(
+                QtCore.QPointF(0.5, self.taggram.plot.vb.mapSceneToView(pos).y())))
+        if row is not None:
+            self.tagClicked.emit(int(self.bars.order[row]))
