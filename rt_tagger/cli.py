@@ -1,6 +1,7 @@
 """The ``rt-tagger`` command (also ``python -m rt_tagger``).
 
     rt-tagger [FILE|URL] [--device D] [options]   tag a file, stream or live input
+    rt-tagger --source NAME=KIND:TARGET ...       monitor several sources (or --config FILE.toml)
     rt-tagger demo                                the main job on the embedded default
     rt-tagger --list-devices                      input devices PortAudio sees
     rt-tagger models                              registered models
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", "-d", help="input device: index or part of its name")
     p.add_argument("--list-devices", action="store_true")
     _stream_options(p)
+    from .monitor.cli import add_options
+
+    add_options(p)
     return p
 
 
@@ -128,7 +132,10 @@ def _write_csv(tagger, path: str) -> None:
 
 
 def cmd_main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .monitor.cli import run_monitor, wants_monitor
+
     if args.list_devices:
         from .sources.device import format_devices
 
@@ -136,6 +143,8 @@ def cmd_main(argv: list[str]) -> int:
         return 0
     if args.source and args.device is not None:
         raise RtTaggerError("give either a file/URL or --device, not both")
+    if wants_monitor(args):
+        return run_monitor(args, parser)
     if args.device is not None or not args.source:
         from .sources.device import DeviceSource
 

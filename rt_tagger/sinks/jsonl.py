@@ -24,6 +24,12 @@ EVENT_FIELDS = {
     "tag_off": ("tag", "p"),
     "overrun": ("samples",),
     "source_state": ("state",),
+    # monitoring (rt_tagger.monitor): dead air, loudness, restarts
+    "silence_start": ("since", "level_db", "threshold_db"),
+    "silence_end": ("silent_for",),
+    "loudness_high": ("state", "lufs", "limit"),
+    "loudness_low": ("state", "lufs", "limit"),
+    "source_restart": ("restarts",),
 }
 
 

@@ -1,0 +1,356 @@
+"""Several sources in one process, with one shared engine.
+
+Each source gets its own pipeline (ring, feature thread with log-mel and chunker, aggregator)
+plus a :class:`~rt_tagger.monitor.alarms.MeterTap` (loudness and alarms). The pipelines are
+started without their own inference thread: one shared thread takes the waiting chunks of
+every source (round-robin, up to the engine's ``max_batch``), runs them as one batch and hands
+each pipeline its rows back. N sources therefore cost one model, one set of engine threads and
+far fewer, larger engine calls instead of N processes.
+
+A source that fails (a stream that gave up reconnecting, a device that cannot be reopened) is
+marked ``failed`` and, if it is live, restarted after ``restart_delay`` seconds;
+:meth:`Monitor.restart` restarts one source by hand. The others never stop.
+"""
+from __future__ import annotations
+
+import collections
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import ConfigError, RtTaggerError
+from .alarms import AlarmConfig, MeterTap
+
+KINDS = ("device", "file", "url")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass
+class SourceSpec:
+    """One monitored source: ``name`` and ``target`` (``device:NAME``, ``file:PATH``,
+    ``url:URL``). Files are paced in real time unless ``realtime`` is False."""
+
+    name: str
+    target: str
+    realtime: bool = True
+    channel: int | None = None
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
+
+    def __post_init__(self) -> None:
+        if not NAME_RE.match(self.name):
+            raise ConfigError(f"source name {self.name!r} must be 1-64 letters, digits, '_', '.' or '-'")
+        kind = self.target.partition(":")[0]
+        if kind not in KINDS:
+            raise ConfigError(f"source {self.name!r}: {self.target!r} must start with "
+                              f"device:, file: or url:")
+
+    @property
+    def kind(self) -> str:
+        return self.target.partition(":")[0]
+
+    @classmethod
+    def parse(cls, text: str, **kw) -> "SourceSpec":
+        """``NAME=KIND:TARGET`` (the ``--source`` option)."""
+        name, eq, target = text.partition("=")
+        if not eq or not name.strip() or not target.strip():
+            raise ConfigError(f"--source must look like NAME=device:DEV, NAME=file:PATH or "
+                              f"NAME=url:URL, got {text!r}")
+        return cls(name.strip(), target.strip(), **kw)
+
+
+@dataclass
+class SourceSnapshot:
+    """What the GUI and the HTTP status show for one source (a copy, safe from any thread)."""
+
+    name: str
+    target: str
+    state: str
+    restarts: int
+    error: str | None
+    loudness: dict
+    alarms: list[str]
+    tags: object | None  # rt_tagger.aggregator.Snapshot of the current pipeline
+
+
+class _Slot:
+    def __init__(self, spec: SourceSpec) -> None:
+        self.spec = spec
+        self.pipe = None
+        self.tap: MeterTap | None = None
+        self.state = "starting"
+        self.restarts = 0
+        self.error: str | None = None
+        self.closed = True  # no messages will come from self.pipe
+        self.finished = False  # the shared thread has sent this pipe's summary
+        self.restart_at: float | None = None
+
+
+class Monitor:
+    """Runs ``sources`` on ``tagger``'s engine. Iterate :meth:`messages` (or :meth:`poll`)."""
+
+    def __init__(self, tagger, sources: list[SourceSpec], *, max_queue: int = 8,
+                 restart_delay: float | None = 30.0, recent_events: int = 100) -> None:
+        if not sources:
+            raise ConfigError("no sources to monitor")
+        names = [s.name for s in sources]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ConfigError(f"source names must be unique, repeated: {', '.join(sorted(dup))}")
+        self.tagger = tagger
+        self.engine = tagger.engine
+        self.max_queue = max_queue
+        self.restart_delay = restart_delay
+        self._slots = {s.name: _Slot(s) for s in sources}
+        self._cond = threading.Condition()
+        self._out: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rr = 0
+        self.events: collections.deque[dict] = collections.deque(maxlen=recent_events)
+        self.batches: collections.Counter[int] = collections.Counter()  # batch size -> count
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._slots)
+
+    # ---- life cycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        for slot in self._slots.values():
+            self._open(slot)  # a user mistake (missing file, unknown device) raises here
+        self._thread = threading.Thread(target=self._guard, name="rt-tagger-inference-shared",
+                                        daemon=True)
+        self._thread.start()
+
+    def _open(self, slot: _Slot) -> None:
+        from ..pipeline import Pipeline
+        from ..sources import open_source
+
+        spec = slot.spec
+        src = open_source(spec.target, name=spec.name, realtime=spec.realtime, channel=spec.channel)
+        weight = 2.0 if spec.channel is None and src.channels == 2 else 1.0
+        tap = MeterTap(src.sample_rate, spec.alarms, weight=weight)
+        pipe = Pipeline(self.engine, src, self.tagger.make_aggregator(),
+                        hop_units=self.tagger.hop_units, max_queue=self.max_queue,
+                        cond=self._cond, taps=[tap])
+        self._out.put(self.tagger.status(src))
+        pipe.start(inference=False)
+        with self._cond:
+            slot.pipe, slot.tap = pipe, tap
+            slot.closed = slot.finished = False
+            slot.state, slot.error, slot.restart_at = "starting", None, None
+            self._cond.notify_all()
+
+    def restart(self, name: str, reason: str = "requested") -> None:
+        """Stop source ``name`` and open it again; the other sources go on undisturbed."""
+        if name not in self._slots:
+            raise ConfigError(f"no source named {name!r} (sources: {', '.join(self._slots)})")
+        slot = self._slots[name]
+        with self._cond:
+            old, slot.pipe, slot.closed = slot.pipe, None, True
+        if old is not None:
+            old.stop()
+        slot.restarts += 1
+        self._event(slot, {"type": "event", "event": "source_restart", "t": 0.0,
+                           "restarts": slot.restarts, "detail": reason})
+        try:
+            self._open(slot)
+        except RtTaggerError as exc:
+            self._fail(slot, str(exc))
+
+    def end_input(self) -> None:
+        """Stop every source but let what was captured drain (summaries still come)."""
+        for slot in self._slots.values():
+            slot.restart_at = None
+            if slot.pipe is not None:
+                slot.pipe.end_input()
+        self._ending = True
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for slot in self._slots.values():
+            if slot.pipe is not None:
+                slot.pipe.stop()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> "Monitor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- messages -----------------------------------------------------------------------------
+    def _event(self, slot: _Slot, msg: dict) -> None:
+        msg.setdefault("source", slot.spec.name)
+        self._out.put(msg)
+
+    def _fail(self, slot: _Slot, error: str) -> None:
+        slot.state, slot.error, slot.closed = "failed", error, True
+        live = slot.spec.kind in ("device", "url")
+        if live and self.restart_delay is not None and not getattr(self, "_ending", False):
+            slot.restart_at = time.monotonic() + self.restart_delay
+            error += f"; restarting in {self.restart_delay:g} s"
+        self._event(slot, {"type": "event", "event": "source_state", "t": 0.0, "state": "failed",
+                           "detail": error})
+
+    def poll(self, timeout: float = 0.2) -> dict | None:
+        """The next message of any source, or ``None`` after ``timeout``; ``StopIteration``
+        once every source has ended (and none waits for a restart)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            for slot in self._slots.values():
+                if slot.restart_at is not None and now >= slot.restart_at and not self._stop.is_set():
+                    self.restart(slot.spec.name, reason=f"automatic restart after: {slot.error}")
+            try:
+                msg = self._out.get_nowait()
+            except queue.Empty:
+                msg = None
+            if isinstance(msg, BaseException):
+                raise msg
+            if msg is None:
+                msg = self._poll_pipes()
+            if msg is not None:
+                self._observe(msg)
+                return msg
+            if all(s.closed and s.restart_at is None for s in self._slots.values()) and self._out.empty():
+                raise StopIteration
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.005)
+
+    def _poll_pipes(self) -> dict | None:
+        slots = list(self._slots.values())
+        self._rr = (self._rr + 1) % len(slots)
+        for slot in slots[self._rr:] + slots[: self._rr]:
+            pipe = slot.pipe
+            if pipe is None or slot.closed:
+                continue
+            try:
+                msg = pipe.poll(timeout=0)
+            except StopIteration:
+                slot.closed = True
+                if slot.state not in ("failed",):
+                    slot.state = "ended"
+                continue
+            except RtTaggerError as exc:  # the source gave up (stream gone, device lost)
+                self._fail(slot, str(exc))
+                continue
+            if msg is not None:
+                return msg
+        return None
+
+    def _observe(self, msg: dict) -> None:
+        slot = self._slots.get(msg.get("source", ""))
+        if slot is None:
+            return
+        if msg["type"] == "update" and slot.tap is not None:
+            msg["loudness"] = slot.tap.reading()
+        elif msg["type"] == "event":
+            if msg["event"] == "source_state" and msg["state"] != "stopped":
+                slot.state = msg["state"]
+            self.events.append(msg)
+
+    def messages(self) -> Iterator[dict]:
+        while True:
+            try:
+                msg = self.poll()
+            except StopIteration:
+                return
+            if msg is not None:
+                yield msg
+
+    # ---- the shared inference thread ----------------------------------------------------------
+    def _guard(self) -> None:
+        try:
+            self._infer_loop()
+        except BaseException as exc:  # surfaces in poll(), never lost
+            self._out.put(exc)
+
+    def _infer_loop(self) -> None:
+        eng = self.engine
+        while not self._stop.is_set():
+            with self._cond:
+                work, finish = self._collect(eng.max_batch)
+                if not work and not finish:
+                    self._cond.wait(0.1)
+                    continue
+                self._cond.notify_all()  # room in the queues for offline producers
+            for pipe in finish:
+                pipe.finish()
+            if not work:
+                continue
+            chunks = [c for _, batch in work for c in batch]
+            out = eng.run(np.stack([c.data for c, _ in chunks]))
+            done = time.perf_counter()
+            self.batches[len(chunks)] += 1
+            i = 0
+            for pipe, batch in work:
+                k = len(batch)
+                att = None if out.attention is None else out.attention[i : i + k]
+                pipe.fold(batch, out.probs[i : i + k], att, done)
+                i += k
+
+    def _collect(self, limit: int):
+        """Round-robin over the sources, one chunk at a time, up to ``limit`` chunks."""
+        active = [s for s in self._slots.values() if s.pipe is not None and not s.finished
+                  and not s.pipe._stop.is_set()]
+        if active:
+            r = self._rr % len(active)
+            active = active[r:] + active[:r]
+        taken: dict[int, tuple] = {}
+        total = 0
+        while total < limit:
+            progress = False
+            for s in active:
+                if total >= limit:
+                    break
+                got = s.pipe.take_chunks(1)
+                if got:
+                    taken.setdefault(id(s.pipe), (s.pipe, []))[1].extend(got)
+                    total += 1
+                    progress = True
+            if not progress:
+                break
+        finish = []
+        for s in active:
+            if s.pipe.drained and id(s.pipe) not in taken:
+                s.finished = True
+                finish.append(s.pipe)
+        return list(taken.values()), finish
+
+    # ---- readers (GUI, HTTP status) -----------------------------------------------------------
+    def snapshots(self) -> dict[str, SourceSnapshot]:
+        out = {}
+        for name, s in self._slots.items():
+            pipe, tap = s.pipe, s.tap
+            out[name] = SourceSnapshot(
+                name=name, target=s.spec.target, state=s.state, restarts=s.restarts, error=s.error,
+                loudness=tap.reading() if tap else {}, alarms=tap.alarms.active if tap else [],
+                tags=pipe.snapshot() if pipe is not None else None)
+        return out
+
+    def status(self) -> dict:
+        """JSON-ready status of every source (the HTTP endpoint's body)."""
+        sources = {}
+        for name, snap in self.snapshots().items():
+            tags = snap.tags
+            st = tags.status if tags is not None else {}
+            sources[name] = {
+                "input": snap.target, "state": snap.state, "restarts": snap.restarts,
+                "error": snap.error, "t": round(float(tags.t), 3) if tags is not None else 0.0,
+                "top": [[t, round(float(p), 4)] for t, p in tags.top] if tags is not None else [],
+                "active_tags": list(tags.active) if tags is not None else [],
+                "alarms": snap.alarms, "loudness": snap.loudness,
+                "latency_ms": st.get("latency_ms"), "overruns": st.get("overruns", 0),
+                "dropped_chunks": st.get("dropped_chunks", 0)}
+        return {"model": self.tagger.model, "backend": self.engine.name,
+                "hop": round(self.tagger.hop_seconds, 4), "sources": sources,
+                "events": list(self.events)[-20:]}
