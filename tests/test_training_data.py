@@ -261,3 +261,26 @@ def test_prepare_resumes_after_interruption(mtat, tmp_path, monkeypatch):
     other = mod("data.mtat").load_mtat(mtat, "folder")
     with pytest.raises(DatasetError, match="already holds another preparation"):
         prep.prepare(other, tmp_path / "a", ["raw"], workers=1, progress=False)
+
+
+def test_cli_prepares_a_raw_dataset_trains_and_exports(mtat, tmp_path, capsys):
+    """``train --dataset mtat --data ROOT`` prepares the model's own log-mel first."""
+    import json
+
+    main = mod("__main__").main
+    run = tmp_path / "run"
+    small = {"n_mels": 24, "width": 32, "layers": 1, "heads": 2, "input_length": 32}
+    assert main(["train", "--dataset", "mtat", "--data", str(mtat), "--model", "spec_att",
+                 "--model-args", json.dumps(small), "--epochs", "1", "--batch-size", "4",
+                 "--val-chunks", "2", "--no-export", "--quiet", "--out", str(run)]) == 0
+    data = mod("data.dataset").Prepared(run / "prepared")
+    from rt_tagger.features import SPEC_ATT_DB
+
+    assert list(data.meta["features"]) == [mod("data.prepare").feature_id(
+        SPEC_ATT_DB.replace(n_mels=24))]
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "m.safetensors")]) == 0
+    from rt_tagger.models import create_model
+
+    model = create_model(tmp_path / "m.safetensors")
+    assert model.input_length == 32 and model.checkpoint.provenance["epochs"] == 1
+    assert "wrote" in capsys.readouterr().out

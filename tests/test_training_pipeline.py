@@ -249,3 +249,33 @@ def test_ddp_two_processes_match_single_process(prepared, tmp_path):
     la, lb = read_log(tmp_path / "ddp"), read_log(tmp_path / "one")
     for ra, rb in zip(la, lb):
         assert float(ra["train_loss"]) == pytest.approx(float(rb["train_loss"]), abs=1e-4)
+
+
+def test_distillation_targets_and_run(prepared, tmp_path):
+    """Teacher targets are the mean teacher probability over the patches covering the student
+    chunk; a short distillation run trains a student with the teacher's tags."""
+    from rt_tagger.features import SPEC_ATT_DB
+    from rt_tagger.models import create_model
+
+    data = mod("data.dataset").Prepared(prepared)
+    teacher = mod("distill").Teacher("musicnn.mtat", data, SPEC_ATT_DB.replace(n_mels=32), 200,
+                                     torch.device("cpu"))
+    clip = 0
+    got = teacher.targets(np.array([clip]), np.array([20]))[0]
+    feats = teacher.source.store.clip(clip)  # musicnn's own log-mel, 187-frame patches
+    assert feats.shape[0] >= 220
+    ref = create_model("musicnn.mtat")
+    with torch.no_grad():
+        x = torch.from_numpy(np.stack([feats[20:207], feats[33:220]]))
+        want = torch.sigmoid(ref(x)).mean(0).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+    out = tmp_path / "distill"
+    T.train(config(prepared, out, teacher="musicnn.mtat", epochs=3, optimizer="adam",
+                   steps_per_epoch=2, val_chunks=1))
+    log = read_log(out)
+    loss = [float(r["train_loss"]) for r in log]
+    print("distillation train loss", loss)
+    assert len(log) == 3 and loss[-1] < loss[0]
+    ckpt = create_model(out / "model.safetensors").checkpoint
+    assert ckpt.tags == teacher.tags and ckpt.provenance["teacher"] == "musicnn.mtat"

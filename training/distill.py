@@ -13,6 +13,7 @@ teacher's checkpoint thresholds (0.5 without).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,8 +72,19 @@ class Teacher:
         np.add.at(out, np.array(owner), probs.numpy())
         return out / np.bincount(owner, minlength=len(clips))[:, None]
 
-    def song_labels(self, clips: np.ndarray, n_chunks: int, dist=None) -> np.ndarray:
-        """Binary song-level teacher decisions: the reference of the validation metrics."""
+    def song_labels(self, clips: np.ndarray, n_chunks: int, dist=None, cache=None) -> np.ndarray:
+        """Binary song-level teacher decisions: the reference of the validation metrics.
+
+        ``cache``: an ``.npy`` path; reused when it holds decisions for the same clips.
+        """
+        if cache is not None and Path(cache).is_file():
+            saved = np.load(cache)
+            if saved.shape == (len(clips), len(self.tags) + 1) and \
+                    np.array_equal(saved[:, 0], clips):
+                return saved[:, 1:].astype(np.uint8)
         p = predict_songs(self.model, self.source, clips, n_chunks=n_chunks, device=self.device,
                           dist=dist)
-        return (p >= self.thresholds[None, :]).astype(np.uint8)
+        out = (p >= self.thresholds[None, :]).astype(np.uint8)
+        if cache is not None and (dist is None or dist.main):
+            np.save(cache, np.concatenate([np.asarray(clips)[:, None], out], axis=1))
+        return out

@@ -57,8 +57,8 @@ def export_run(run: str | Path, out: str | Path | None = None, *, device: str = 
             continue
         probs = predict_songs(model, source, clips, n_chunks=cfg.val_chunks,
                               batch=cfg.eval_batch, device=dev)
-        truth = (reference.song_labels(clips, cfg.val_chunks) if reference is not None
-                 else data.labels[clips])
+        truth = (reference.song_labels(clips, cfg.val_chunks, cache=run / f"teacher_{split}.npy")
+                 if reference is not None else data.labels[clips])
         m = tag_metrics(truth, probs, tags)
         splits[split] = (m, probs, truth)
     valid_m, valid_p, valid_y = splits["valid"]

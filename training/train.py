@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from rt_tagger.errors import ConfigError
 from rt_tagger.models import create_model
 
+from . import augment
 from .chunks import ChunkSource, model_logmel
 from .config import TrainConfig
 from .data.dataset import Prepared
@@ -45,7 +46,11 @@ def resolve_data(cfg: TrainConfig, dist: Dist) -> Path:
     from .data.prepare import prepare
 
     out = Path(cfg.prepared or Path(cfg.out) / "prepared")
-    feats = ["raw"] if _is_waveform(cfg.model) else [cfg.model]
+    probe = create_model(cfg.model, **{**cfg.model_args, "n_tags": 1})
+    logmel = model_logmel(cfg.model, probe)
+    feats = ["raw"] if logmel is None else [logmel]
+    if augment.needs_waveform(cfg) and logmel is not None:
+        feats.append("raw")
     if cfg.teacher:
         feats.append(cfg.teacher)
     if dist.main:
@@ -53,12 +58,6 @@ def resolve_data(cfg: TrainConfig, dist: Dist) -> Path:
         prepare(index, out, feats, progress=not cfg.quiet)
     dist.barrier()
     return out
-
-
-def _is_waveform(arch: str) -> bool:
-    from rt_tagger.models import get_arch
-
-    return get_arch(arch).logmel is None
 
 
 def build_model(cfg: TrainConfig, n_tags: int):
@@ -112,8 +111,12 @@ def _train(cfg: TrainConfig, dist: Dist, callback) -> Path:
     if train_idx.size < cfg.batch_size or valid_idx.size == 0:
         raise ConfigError(f"{data.root}: {train_idx.size} training and {valid_idx.size} "
                           f"validation clips; need at least batch_size={cfg.batch_size} and 1")
-    valid_truth = (teacher.song_labels(valid_idx, cfg.val_chunks, dist) if teacher is not None
-                   else data.labels[valid_idx])
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    valid_truth = (teacher.song_labels(valid_idx, cfg.val_chunks, dist,
+                                       cache=out / "teacher_valid.npy")
+                   if teacher is not None else data.labels[valid_idx])
 
     net = model
     if dist.enabled:
