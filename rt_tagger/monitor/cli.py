@@ -108,8 +108,10 @@ def run_monitor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
                 continue
             for sink in sinks:
                 (sink.handle if hasattr(sink, "handle") else sink.write)(msg)
-            if o.duration is not None and not ending and msg["type"] == "update" and msg["t"] >= o.duration:
+            if msg["type"] == "summary" or (msg["type"] == "update" and o.duration is not None
+                                            and msg["t"] >= o.duration):
                 reached.add(msg["source"])
+            if o.duration is not None and not ending and reached:
                 if reached >= set(mon.names):
                     ending = True
                     mon.end_input()

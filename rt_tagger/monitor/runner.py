@@ -120,8 +120,24 @@ class Monitor:
 
     # ---- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        for slot in self._slots.values():
-            self._open(slot)  # a user mistake (missing file, unknown device) raises here
+        # Opened side by side: probing a network stream can take seconds. A user mistake
+        # (missing file, unknown device) raises here, after stopping what did open.
+        errors: list[BaseException] = []
+
+        def open_one(slot: _Slot) -> None:
+            try:
+                self._open(slot)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_one, args=(s,), daemon=True) for s in self._slots.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.stop()
+            raise errors[0]
         self._thread = threading.Thread(target=self._guard, name="rt-tagger-inference-shared",
                                         daemon=True)
         self._thread.start()

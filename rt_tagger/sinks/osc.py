@@ -87,6 +87,12 @@ class OscSender:
         if sock is not None:
             sock.close()
 
+    def __enter__(self) -> "OscSender":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _num(v) -> float:
     return FLOOR if v is None else float(v)
