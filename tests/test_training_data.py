@@ -199,11 +199,18 @@ def test_load_audio_resamples_and_falls_back_to_pyav(tmp_path):
 
 
 # ---------------------------------------------------------------- preparation
-def test_prepare_writes_exact_features_and_lists_unreadable(mtat, tmp_path):
+@pytest.fixture(scope="module")
+def prepared_raw(mtat, tmp_path_factory):
+    index = mod("data.mtat").load_mtat(mtat, "folder")
+    out = T.prepare(index, tmp_path_factory.mktemp("p"), ["musicnn.mtat", "raw"], workers=2,
+                    progress=False)
+    return index, out
+
+
+def test_prepare_writes_exact_features_and_lists_unreadable(prepared_raw):
     from rt_tagger.features import MUSICNN, LogMel
 
-    index = mod("data.mtat").load_mtat(mtat, "folder")
-    out = T.prepare(index, tmp_path / "p", ["musicnn.mtat", "raw"], workers=2, progress=False)
+    index, out = prepared_raw
     data = mod("data.dataset").Prepared(out)
     failed = data.meta["failed"]
     assert len(failed) == 1 and failed[0]["status"] == "unreadable"
@@ -284,3 +291,38 @@ def test_cli_prepares_a_raw_dataset_trains_and_exports(mtat, tmp_path, capsys):
     model = create_model(tmp_path / "m.safetensors")
     assert model.input_length == 32 and model.checkpoint.provenance["epochs"] == 1
     assert "wrote" in capsys.readouterr().out
+
+
+def test_augmentations_act_as_documented(prepared_raw):
+    """Gain shifts a dB log-mel by exactly the drawn gain; mixing takes the label union;
+    shift rolls the chunk; with all flags off the chunk is the prepared one."""
+    from rt_tagger.features import SPEC_ATT_DB, LogMel
+
+    _, out = prepared_raw
+    data = mod("data.dataset").Prepared(out)
+    C, Source = mod("config").TrainConfig, mod("chunks").ChunkSource
+    L, hop = 48, SPEC_ATT_DB.hop_length
+
+    def first_batch(**aug):
+        src = Source(data, SPEC_ATT_DB, L, C(data="x", **aug))
+        item = src.plan(src.indices("train"), epoch=0, seed=3, batch_size=4)[0]
+        x, y = src.batch(item)
+        return src, item, x.numpy(), y
+
+    plain_src, item, plain, _ = first_batch()
+    raw = data.features(None)
+    for k, (i, s) in enumerate(zip(item["clips"], item["starts"])):
+        np.testing.assert_array_equal(plain[k], plain_src.store.chunk(i, s, L))
+    _, item_g, gained, _ = first_batch(aug_gain_db=6.0)
+    lm = LogMel(SPEC_ATT_DB)
+    for k, (i, s) in enumerate(zip(item_g["clips"], item_g["starts"])):
+        ref = lm(raw.chunk(i, s * hop, (L - 1) * hop))
+        np.testing.assert_allclose(gained[k] - ref, item_g["aug"]["gain_db"][k], atol=2e-3)
+    assert np.ptp(item_g["aug"]["gain_db"]) > 1  # really random gains
+    _, item_m, _, y = first_batch(aug_mix=1.0)
+    own = data.labels[item_m["clips"]]
+    assert np.all(y >= own) and np.any(y > own)
+    _, item_s, shifted, _ = first_batch(aug_shift=True)
+    for k, (i, s) in enumerate(zip(item_s["clips"], item_s["starts"])):
+        roll = int(item_s["aug"]["shift"][k] * L)
+        np.testing.assert_array_equal(shifted[k], np.roll(plain_src.store.chunk(i, s, L), roll, 0))

@@ -78,30 +78,33 @@ class ChunkSource:
         """Model input ``(b, L, n_mels)`` or ``(b, L)`` and the label targets ``(b, n_tags)``."""
         clips, starts, aug = item["clips"], item["starts"], item["aug"]
         y = self.targets(clips)
+        wave = aug is not None and augment.needs_waveform(self.cfg)
         xs = []
         for k, (i, s) in enumerate(zip(clips, starts)):
-            if self.wave_aug:
+            if not wave:
+                x = self.store.chunk(i, s, self.length)
+            else:
                 x, other = self._wave_chunk(i, s), None
                 if aug["mix"][k]:
                     j = self._train[int(aug["mix_pick"][k] * self._train.size)]
-                    n_j = self.raw.length(j) // self.hop
+                    n_j = self.store.length(j)
                     s_j = int(aug["mix_start"][k] * (max(n_j - self.length, 0) + 1))
                     other = self._wave_chunk(j, s_j)
                     y[k] = np.maximum(y[k], self.data.labels[j])
-                x = self.logmel(augment.apply_wave(self.cfg, x, aug, k, other), nonfinite="zero")
-            else:
-                x = self.store.chunk(i, s, self.length)
-                if aug is not None and self.logmel_cfg is None and augment.needs_waveform(self.cfg):
-                    x = augment.apply_wave(self.cfg, x, aug, k, None)
+                x = augment.apply_wave(self.cfg, x, aug, k, other)
+                if self.logmel is not None:
+                    x = self.logmel(x, nonfinite="zero")
             if aug is not None and self.cfg.aug_shift:
                 x = augment.apply_shift(x, aug, k)
             xs.append(x)
         return torch.from_numpy(np.stack(xs)), y
 
-    def _wave_chunk(self, i: int, start_frame: int) -> np.ndarray:
-        # (L - 1) * hop samples give exactly L centred frames
-        n = (self.length - 1) * self.hop
-        return self.raw.chunk(i, start_frame * self.hop, n)
+    def _wave_chunk(self, i: int, start: int) -> np.ndarray:
+        """The waveform under input steps ``[start, start + L)``: the chunk itself for a
+        waveform model; ``(L - 1) * hop`` samples (exactly L centred frames) for a log-mel one."""
+        if self.raw is None:
+            return self.store.chunk(i, start, self.length)
+        return self.raw.chunk(i, start * self.hop, (self.length - 1) * self.hop)
 
     # ---- evaluation
     def song_chunks(self, i: int, n_chunks: int) -> tuple[torch.Tensor, np.ndarray]:

@@ -30,8 +30,8 @@ class TrainConfig:
     prepared: str = ""  # where --dataset preparation goes (default: OUT/prepared)
     out: str = "runs/spec_att"  # run directory: checkpoints, log.csv, model.safetensors
     # --- optimisation (Won et al. 2019, section 3.4)
-    epochs: int = 200  # the authors' public code trains 200 epochs
-    batch_size: int = 16  # global batch (split over DDP ranks); Won et al. use 16 on MTAT
+    epochs: int = 200  # not stated in the paper (its Figure 5 runs past epoch 100)
+    batch_size: int = 16  # global batch, split over DDP ranks (not stated in the paper)
     accum_steps: int = 1  # micro-batches per step (global batch = batch_size either way)
     optimizer: str = "paper"  # paper: Adam -> reload best -> SGD; or plain adam / sgd
     adam_lr: float = 1e-4  # paper: Adam lr 1e-4, betas 0.9/0.999

@@ -233,8 +233,10 @@ def _train_epoch(cfg, dist, net, source, train_idx, epoch, optimizer, scaler, mi
             x, y = x.to(dist.device), torch.from_numpy(y).to(dist.device)
             sync = a == cfg.accum_steps - 1 or not dist.enabled
             ctx = net.no_sync() if not sync else _null()
-            with ctx, torch.autocast(dist.device.type, enabled=use_amp):
-                loss = F.binary_cross_entropy_with_logits(net(x).float(), y) / cfg.accum_steps
+            with ctx:
+                with torch.autocast(dist.device.type, enabled=use_amp):
+                    logits = net(x).float()
+                loss = F.binary_cross_entropy_with_logits(logits, y) / cfg.accum_steps
                 scaler.scale(loss).backward()
             total += float(loss.detach())
         scaler.step(optimizer)
