@@ -162,7 +162,9 @@ def parse(argv: list[str] | None = None, backends: str = "torch,onnxruntime") ->
 def report(title: str, rows: list[dict], args: argparse.Namespace, env: str, notes: str) -> str:
     cmd = "PYTHONPATH=. python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"# {title}\n\nDate: {stamp}  \nCommand: `{cmd}`  \nMachine: {env}\n\n"
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (f"# {title}\n\nDate: {stamp}  \nCommand: `{cmd}`  \nMachine: {env}; "
+            f"load average at end {load}\n\n"
             f"{table(rows, args.threads)}\n\n{notes}\n")
 
 

@@ -185,6 +185,9 @@ def test_backend_errors(small, tmp_path):
         create_engine(small, "torch", max_batch=0)
     with pytest.raises(ConfigError, match="threads"):
         create_engine(small, "torch", threads=0)
+    for backend in ("torch", "onnxruntime"):
+        with pytest.raises(BackendError, match="invalid device 'tpu'"):
+            create_engine(small, backend, device="tpu", cache=tmp_path)
     if not torch.cuda.is_available():
         with pytest.raises(BackendError, match="tensorrt is not available: no CUDA device"):
             create_engine(small, "tensorrt")

@@ -70,7 +70,7 @@ def choose_providers(device: str | None, precision: str, cache: Path | None) -> 
 
     available = ort.get_available_providers()
     want_gpu = device is None or str(device).startswith("cuda")
-    index = int(str(device).split(":")[1]) if device and ":" in str(device) else 0
+    index = _cuda_index(device)
     providers: list[Any] = []
     if want_gpu and TRT_EP in available:
         opts = {"device_id": index, "trt_fp16_enable": precision == "fp16"}
@@ -88,6 +88,15 @@ def choose_providers(device: str | None, precision: str, cache: Path | None) -> 
                            "(onnxruntime-gpu with TensorRT); use fp32 or the tensorrt backend")
     providers.append(CPU_EP)
     return providers
+
+
+def _cuda_index(device: str | None) -> int:
+    """GPU index of "cuda[:N]" (0 if absent); :class:`BackendError` for anything but cpu/cuda."""
+    text = "cpu" if device is None else str(device)
+    head, _, index = text.partition(":")
+    if head not in ("cpu", "cuda") or (index and (head == "cpu" or not index.isdigit())):
+        raise BackendError(f"invalid device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+    return int(index or 0)
 
 
 def _name(provider: Any) -> str:
@@ -141,7 +150,7 @@ class OrtEngine(Engine):
         if device and str(device).startswith("cuda") and not on_gpu:
             raise BackendError(f"onnxruntime could not start a GPU provider for {device!r} "
                                f"(running providers: {', '.join(used)})")
-        dev = f"cuda:{int(str(device).split(':')[1]) if device and ':' in str(device) else 0}"
+        dev = f"cuda:{_cuda_index(device)}"
         super().__init__(ckpt, device=dev if on_gpu else "cpu", max_batch=max_batch,
                          precision=precision, supports_attention=attention and "attention" in outputs)
         self.providers = used
