@@ -63,9 +63,11 @@ def run_monitor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from .runner import Monitor
 
     sources, o = _settings(args, parser)
-    tagger = Tagger(o.model, backend=o.backend, hop=o.hop, aggregation=o.aggregation,
-                    horizon=o.horizon, threshold=o.threshold, min_duration=o.min_duration,
-                    topk=o.topk, threads=o.threads)
+    for spec in sources:  # fail fast, before the model loads
+        if spec.kind == "file":
+            from ..sources.decode import Decoder
+
+            Decoder(spec.target.partition(":")[2]).close()
     sinks = []
     if o.jsonl:
         sinks.append(JsonlWriter(o.jsonl))
@@ -81,6 +83,15 @@ def run_monitor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
         sinks.append(EventLog(o.event_log, max_bytes=getattr(o, "event_log_max_bytes", 10_000_000),
                               backups=getattr(o, "event_log_backups", 5)))
+    try:
+        tagger = Tagger(o.model, backend=o.backend, hop=o.hop, aggregation=o.aggregation,
+                        horizon=o.horizon, threshold=o.threshold, min_duration=o.min_duration,
+                        topk=o.topk, threads=o.threads)
+    except BaseException:
+        for sink in sinks:
+            if hasattr(sink, "close"):
+                sink.close()
+        raise
     mon = Monitor(tagger, sources, restart_delay=getattr(o, "restart_delay", 30.0))
     server = None
     interrupted = ending = False

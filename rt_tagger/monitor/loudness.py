@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
 
 from ..errors import ConfigError
 
@@ -59,6 +58,8 @@ def k_weighting(rate: float) -> np.ndarray:
 def true_peak_filter(factor: int = 4, taps_per_phase: int = 12) -> np.ndarray:
     """Polyphase interpolation filter ``(factor, taps_per_phase)`` (Kaiser-windowed sinc,
     unity gain per phase) for the true-peak meter."""
+    from scipy import signal
+
     n = factor * taps_per_phase
     h = signal.firwin(n, 1.0 / factor, window=("kaiser", 6.0)) * factor
     return h.reshape(taps_per_phase, factor).T.copy()
@@ -86,6 +87,9 @@ class LoudnessMeter:
         if self.weights.size != channels:
             raise ConfigError(f"{self.weights.size} weights for {channels} channels")
         self.rate, self.channels = int(rate), int(channels)
+        from scipy.signal import sosfilt  # scipy.signal takes ~1 s to import: not at module load
+
+        self._sosfilt = sosfilt
         self._sos = k_weighting(self.rate)
         self._zi = np.zeros((2, 2, channels))
         self._tp = true_peak_filter() if true_peak else None
@@ -113,7 +117,7 @@ class LoudnessMeter:
         if x.shape[0] == 0:
             return 0
         self._peaks(x)
-        y, self._zi = signal.sosfilt(self._sos, x, axis=0, zi=self._zi)
+        y, self._zi = self._sosfilt(self._sos, x, axis=0, zi=self._zi)
         wsq = (y * y) @ self.weights
         usq = (x * x).mean(axis=1)
         done = 0
