@@ -249,3 +249,18 @@ def test_tensorrt_fp16_and_cache(small, tmp_path):
     np.testing.assert_allclose(again.run(x).probs, ref_probs, rtol=0, atol=2e-2)
     assert all(engine.cache_path(b).is_file() for b in (1, 8))
     assert os.path.getsize(engine.cache_path(1)) > 0
+
+
+def test_engine_modules_import_lazily():
+    """Importing the engines (tensorrt included) loads neither torch nor onnxruntime."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rt_tagger.engines, rt_tagger.engines.trt_engine, rt_tagger.export; "
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx', 'torch_tensorrt') "
+            "if m in sys.modules))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
