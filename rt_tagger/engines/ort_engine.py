@@ -132,6 +132,8 @@ class OrtEngine(Engine):
         so.inter_op_num_threads = 1
         so.log_severity_level = 3  # errors only: no provider fallback chatter on stderr
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Denormals (|x| < 1.2e-38, e.g. in far-off softmax tails) are slow on x86; flush them.
+        so.add_session_config_entry("session.set_denormal_as_zero", "1")
         trt_cache = cache_dir("onnx-trt", cache) if device != "cpu" else None
         providers = choose_providers(device, precision, trt_cache)
         try:
