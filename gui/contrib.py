@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rt_tagger.errors import RtTaggerError
+from rt_tagger.errors import ModelError, RtTaggerError
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Strip:
     edges: np.ndarray | None  # (T + 1,) absolute seconds of the step boundaries
     prob: float | None  # the unmanipulated probability
     message: str | None = None  # why there is no map
+    permanent: bool = False  # the model itself cannot give maps: do not ask again
 
 
 class ContributionWorker:
@@ -85,8 +86,9 @@ class ContributionWorker:
                 self._busy = True
             try:
                 strip = self._compute(req)
-            except RtTaggerError as exc:
-                strip = Strip(req.key, req.tag, None, None, None, str(exc).splitlines()[0])
+            except RtTaggerError as exc:  # e.g. no [CLS] attention, or an .onnx-only model
+                strip = Strip(req.key, req.tag, None, None, None, str(exc).splitlines()[0],
+                              permanent=isinstance(exc, ModelError))
             except Exception as exc:  # shown in the strip, never kills the worker
                 strip = Strip(req.key, req.tag, None, None, None, f"{type(exc).__name__}: {exc}")
             with self._cond:

@@ -16,10 +16,19 @@ TOPK = (255, 150, 40)
 OVERLAY = (0, 235, 255)  # cyan over the inferno spectrogram
 OVERLAY_ALPHA = 170  # alpha at the chunk's highest attention
 THRESHOLD = (230, 40, 40)
+LEVELS_FRAMES = 30  # spectrogram colour levels follow the last ~30 s, updated every 30 frames
 
 
 def _rect(x0: float, y0: float, w: float, h: float) -> QtCore.QRectF:
     return QtCore.QRectF(float(x0), float(y0), float(w), float(h))
+
+
+def _fixed(plot: pg.PlotItem) -> None:
+    """No mouse panning, no auto-range button, no SI-prefix relabelling on every scroll."""
+    plot.setMouseEnabled(x=False, y=False)
+    plot.hideButtons()
+    for name in ("left", "bottom"):
+        plot.getAxis(name).enableAutoSIPrefix(False)
 
 
 def visible_span(t_end: float, span: float, minimum: float = 10.0) -> tuple[float, float]:
@@ -33,10 +42,9 @@ class Spectrogram:
 
     def __init__(self, plot: pg.PlotItem, span: float) -> None:
         self.plot, self.span = plot, span
-        plot.setLabel("bottom", "time", units="s")
+        plot.setLabel("bottom", "time (s)")
         plot.setLabel("left", "mel band")
-        plot.setMouseEnabled(x=False, y=False)
-        plot.hideButtons()
+        _fixed(plot)
         self.image = pg.ImageItem(axisOrder="col-major")
         self.image.setColorMap(pg.colormap.get("inferno"))
         plot.addItem(self.image)
@@ -49,6 +57,8 @@ class Spectrogram:
         self.overlay_times: np.ndarray | None = None
         self._key = None
         self._att_key = None
+        self._levels: tuple[float, float] | None = None
+        self._levels_at = 0
         self._att = None  # keeps the drawn overlay alive so its id() stays unique
 
     def update(self, snap, tag_index: int | None) -> None:
@@ -58,8 +68,11 @@ class Spectrogram:
         key = (snap.logmel_t0, mel.shape[0])
         if key != self._key:
             self._key = key
-            lo, hi = np.percentile(mel[::4], [2.0, 99.8])
-            self.image.setImage(mel, autoLevels=False, levels=(float(lo), float(max(hi, lo + 1e-6))))
+            count = int(round(snap.logmel_t0 / snap.frame_seconds)) + mel.shape[0]
+            if self._levels is None or abs(count - self._levels_at) >= LEVELS_FRAMES:
+                lo, hi = np.percentile(mel[::4], [2.0, 99.8])
+                self._levels, self._levels_at = (float(lo), float(max(hi, lo + 1e-6))), count
+            self.image.setImage(mel, autoLevels=False, levels=self._levels)
             n, m = mel.shape
             self.image.setRect(_rect(snap.logmel_t0, 0, n * snap.frame_seconds, m))
             self.plot.setXRange(*visible_span(snap.logmel_t0 + n * snap.frame_seconds, self.span),
@@ -97,8 +110,7 @@ class ContributionStrip:
 
     def __init__(self, plot: pg.PlotItem) -> None:
         self.plot = plot
-        plot.setMouseEnabled(x=False, y=False)
-        plot.hideButtons()
+        _fixed(plot)
         plot.getAxis("left").setTicks([[], []])
         plot.setYRange(0, 1, padding=0)
         self.image = pg.ImageItem(axisOrder="col-major")
@@ -135,16 +147,18 @@ class TagBars:
 
     def __init__(self, plot: pg.PlotItem) -> None:
         self.plot = plot
-        plot.setMouseEnabled(x=False, y=False)
-        plot.hideButtons()
+        _fixed(plot)
         plot.invertY(True)
         plot.setXRange(0, 1, padding=0.02)
         plot.setLabel("bottom", "probability")
         plot.getAxis("left").setStyle(tickFont=QtGui.QFont("DejaVu Sans", 7))
+        plot.getAxis("left").setWidth(80)  # fixed: re-sorting must not re-layout the scene
         self.bars = pg.BarGraphItem(x0=0, y=[0.5], height=0.75, width=[0.0], brush=BAR)
         plot.addItem(self.bars)
         self.marks = pg.PlotDataItem(pen=pg.mkPen(THRESHOLD, width=2), connect="pairs")
         plot.addItem(self.marks)
+        self._brush, self._brush_top = pg.mkBrush(BAR), pg.mkBrush(TOPK)
+        self._pen, self._pen_selected = pg.mkPen(None), pg.mkPen("w", width=2)
         self.order: np.ndarray | None = None
         self.widths = np.zeros(0)
         self._style_key = None
@@ -164,8 +178,8 @@ class TagBars:
         style = (tuple(sorted(top)), selected, tuple(order))
         if style != self._style_key:
             self._style_key = style
-            brushes = [pg.mkBrush(TOPK if i in top else BAR) for i in order]
-            pens = [pg.mkPen("w", width=2) if i == selected else pg.mkPen(None) for i in order]
+            brushes = [self._brush_top if i in top else self._brush for i in order]
+            pens = [self._pen_selected if i == selected else self._pen for i in order]
             self.bars.setOpts(y=rows, width=self.widths, brushes=brushes, pens=pens)
         else:
             self.bars.setOpts(width=self.widths)
@@ -192,10 +206,9 @@ class Taggram:
 
     def __init__(self, plot: pg.PlotItem, span: float) -> None:
         self.plot, self.span = plot, span
-        plot.setMouseEnabled(x=False, y=False)
-        plot.hideButtons()
+        _fixed(plot)
         plot.hideAxis("left")
-        plot.setLabel("bottom", "time", units="s")
+        plot.setLabel("bottom", "time (s)")
         plot.setTitle("taggram", size="9pt")
         self.image = pg.ImageItem(axisOrder="col-major")
         self.image.setColorMap(pg.colormap.get("viridis"))

@@ -52,6 +52,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         self._asked = None
         self._fps = (time.perf_counter(), 0, 0.0)
         self._index: dict[str, int] = {}
+        self._no_contrib: dict[str, str] = {}  # model -> why it gives no contribution maps
         self.worker = ContributionWorker()
 
         self.view.tagClicked.connect(self.select_tag)
@@ -110,6 +111,10 @@ class LiveWindow(QtWidgets.QMainWindow):
         if att.kind == "per_tag":  # q2l: the tag's own cross-attention is the map
             strip.set_values(name, att.weights[tag], att.times, "cross-attention")
             return
+        model = self.session.settings.model if self.session else None
+        if model in self._no_contrib:
+            strip.set_message(f"contribution of '{name}': {self._no_contrib[model]}")
+            return
         req = self._request(snap, att, name)
         if req is not None and req.key != self._asked:
             self._asked = req.key
@@ -117,6 +122,8 @@ class LiveWindow(QtWidgets.QMainWindow):
             self.worker.submit(req)
         res = self.worker.take()
         if res is not None:
+            if res.permanent:
+                self._no_contrib[res.key[0]] = res.message
             if res.values is None:
                 strip.set_message(f"contribution of '{res.tag}': {res.message}")
             else:

@@ -1,0 +1,374 @@
+"""The live window under real Qt (offscreen), on real clips, real models, real threads.
+
+Assertions are on pixels of the grabbed PNG where it matters (spectrogram not blank, the
+attention overlay's alpha follows the attention, the top tag's bar is the longest) and on the
+pipeline's threads (pause, restart and close never leak capture threads).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+pytest.importorskip("pyqtgraph")
+pytest.importorskip("PySide6")
+
+from rt_tagger.gui_launch import gui_package  # noqa: E402
+
+gui_package()  # registers rt_tagger.gui also from a source checkout
+
+from rt_tagger.gui import views  # noqa: E402
+from rt_tagger.gui.qt import QtCore, QtGui  # noqa: E402
+from rt_tagger.gui.session import Session, Settings  # noqa: E402
+from rt_tagger.gui.window import LiveWindow  # noqa: E402
+from rt_tagger.tagger import DEFAULT_MODEL  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+DRUMS = str(DATA / "render_drums_70bpm_12s.flac")
+PIANO = str(DATA / "render_piano_monteverdi_12s.flac")
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+@pytest.fixture
+def open_window(qtbot):
+    """``open_window(settings) -> (window, session)``, started and shown; every window is
+    closed (pipeline stopped, threads joined) at teardown even if the test fails. A strong
+    reference is kept: a window destroyed without closing would skip its shutdown."""
+    opened: list[LiveWindow] = []
+
+    def open_(settings: Settings) -> tuple[LiveWindow, Session]:
+        session = Session.open(settings)
+        window = LiveWindow(session)
+        opened.append(window)
+        session.start()
+        window.show()
+        return window, session
+
+    yield open_
+    for window in opened:
+        window.close()
+
+
+def settle(qtbot, window: LiveWindow, session: Session, timeout: int = 30_000) -> None:
+    """Waits until the clip is tagged, the last snapshot drawn and the strip computed."""
+    qtbot.waitUntil(lambda: session.finished, timeout=timeout)
+    for _ in range(2):
+        n = window.frames
+        qtbot.waitUntil(lambda: window.frames >= n + 3, timeout=5000)
+        qtbot.waitUntil(lambda: window.worker.idle, timeout=timeout)
+
+
+def pixels(window: LiveWindow, path: Path) -> np.ndarray:
+    """The window saved as PNG and read back: (height, width, 3) uint8."""
+    window.save_png(str(path))
+    img = QtGui.QImage(str(path)).convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    h, w, bpl = img.height(), img.width(), img.bytesPerLine()
+    buf = np.frombuffer(img.constBits(), np.uint8, count=bpl * h).reshape(h, bpl)
+    return buf[:, : w * 3].reshape(h, w, 3).copy()
+
+
+def to_px(window: LiveWindow, plot, x: float, y: float) -> tuple[float, float]:
+    """Data coordinates of ``plot`` -> window pixel coordinates."""
+    scene = plot.vb.mapViewToScene(QtCore.QPointF(x, y))
+    vp = window.view.mapFromScene(scene)
+    p = window.view.viewport().mapTo(window, vp)
+    return p.x(), p.y()
+
+
+def box(window: LiveWindow, plot) -> tuple[int, int, int, int]:
+    """Pixel box (x0, y0, x1, y1) of a plot's view box in the window."""
+    r = window.view.mapFromScene(plot.vb.sceneBoundingRect()).boundingRect()
+    tl = window.view.viewport().mapTo(window, r.topLeft())
+    return tl.x(), tl.y(), tl.x() + r.width(), tl.y() + r.height()
+
+
+def rt_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("rt-tagger")]
+
+
+@pytest.fixture(scope="module")
+def spec_att_checkpoint(tmp_path_factory):
+    """A seeded random small spec_att with the MTAT tag names (the overlay needs attention)."""
+    import torch
+
+    from rt_tagger.checkpoint import save_checkpoint
+    from rt_tagger.features.config import SPEC_ATT_DB
+    from rt_tagger.models import create_model
+
+    torch.manual_seed(0)
+    args = {"width": 64, "heads": 4, "layers": 2}
+    model = create_model("spec_att", **args).eval()
+    from rt_tagger.checkpoint import load_checkpoint
+    from rt_tagger.models import pretrained_path
+
+    names = load_checkpoint(pretrained_path(DEFAULT_MODEL)).tags
+    path = tmp_path_factory.mktemp("ckpt") / "spec_att_random.safetensors"
+    save_checkpoint(path, model, arch="spec_att", arch_args=args, tags=list(names),
+                    sample_rate=16000, input_kind="logmel", input_length=256,
+                    logmel=SPEC_ATT_DB, provenance={"note": "random init, seed 0, tests only"})
+    return str(path)
+
+
+def bar_lengths(img: np.ndarray, window: LiveWindow) -> np.ndarray:
+    """Length in pixels of each bar row, read from the image along the row's centre line."""
+    bars = window.view.bars
+    x0, _, x1, _ = box(window, bars.plot)
+    colours = np.array([views.BAR, views.TOPK], np.int16)
+    out = []
+    for row in range(len(bars.order)):
+        _, y = to_px(window, bars.plot, 0.0, row + 0.5)
+        line = img[int(round(y)), x0:x1].astype(np.int16)
+        hit = (np.abs(line[:, None, :] - colours[None]).max(axis=2) <= 12).any(axis=1)
+        out.append(int(hit.sum()))
+    return np.array(out)
+
+
+# ---- tests -------------------------------------------------------------------------------------
+def test_importing_the_cli_does_not_import_qt():
+    code = ("import sys, rt_tagger.cli, rt_tagger.gui_launch; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'PyQt6', 'pyqtgraph')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_default_model_live_view_pixels(qtbot, open_window, tmp_path):
+    """musicnn (no attention) on the drum clip: the spectrogram is drawn, the 'drums' bar is
+    the longest in the item and in the pixels, no overlay, the strip says why."""
+    window, session = open_window(Settings(source=DRUMS, model=DEFAULT_MODEL))
+    settle(qtbot, window, session)
+    snap = session.snapshot()
+    img = pixels(window, tmp_path / "live.png")
+
+    x0, y0, x1, y1 = box(window, window.view.spectrogram.plot)
+    spec = img[y0 + 2:y1 - 2, x0 + 2:x1 - 2].astype(np.float64)
+    assert spec.std() > 20, "spectrogram region is blank"
+    # Drum hits: the time profile (column brightness) varies, not just a flat fill.
+    assert spec.mean(axis=(0, 2)).std() > 3
+
+    bars = window.view.bars
+    row_tags = [snap.tags[i] for i in bars.order]
+    assert snap.top[0][0] == "drums"  # the clip's known top tag
+    np.testing.assert_allclose(bars.widths, snap.probs[bars.order], atol=1e-6)
+    assert row_tags[int(np.argmax(bars.widths))] == "drums"
+    lengths = bar_lengths(img, window)
+    assert row_tags[int(np.argmax(lengths))] == "drums"
+    px_per_unit = to_px(window, bars.plot, 1.0, 0)[0] - to_px(window, bars.plot, 0.0, 0)[0]
+    big = bars.widths > 0.05  # thin bars may vanish under the threshold marks
+    np.testing.assert_allclose(lengths[big], bars.widths[big] * px_per_unit, atol=3)
+
+    assert not window.view.spectrogram.overlay.isVisible()
+    assert "model has no attention" in window.view.strip.title
+    status = window.status.text()
+    assert f"backend {session.tagger.engine.name}" in status and "overruns 0" in status
+
+
+def test_attention_overlay_and_contribution_strip(qtbot, open_window, tmp_path,
+                                                  spec_att_checkpoint):
+    """spec_att: the overlay's alpha in the pixels follows the attention of the last chunk;
+    the strip is the contribution map of exactly the chunk the engine saw; clicking a bar
+    selects its tag and the strip follows."""
+    from rt_tagger.interpret import contribution_map
+    from rt_tagger.models import create_model
+
+    window, session = open_window(Settings(source=DRUMS, model=spec_att_checkpoint,
+                                                  backend="torch"))
+    settle(qtbot, window, session)
+    snap = session.snapshot()
+    att = snap.attention
+    assert att is not None and att.kind == "cls"
+
+    # The strip's chunk is the engine's chunk: Eq. 4 attention of a fresh torch pass on it
+    # equals the attention the pipeline got from the engine.
+    req = window.last_request
+    assert req.start == pytest.approx(att.times[0]) and req.tag == snap.top[0][0]
+    model = create_model(spec_att_checkpoint)
+    ref = contribution_map(model, req.chunk, tags=[req.tag], start=req.start)
+    eq4 = ref.extra["attn"][0, -1, :, 0, 1:].sum(axis=0)
+    np.testing.assert_allclose(eq4, att.weights, atol=1e-5)
+    np.testing.assert_allclose(window.view.strip.values, ref.values[0], atol=1e-6)
+
+    # Overlay pixels: alpha estimated from the grab with and without the overlay.
+    window.set_paused(True)
+    with_overlay = pixels(window, tmp_path / "overlay_on.png").astype(np.float64)
+    window.controls.overlay.setChecked(False)
+    qtbot.wait(100)
+    without = pixels(window, tmp_path / "overlay_off.png").astype(np.float64)
+    plot = window.view.spectrogram.plot
+    x0, y0, x1, y1 = box(window, plot)
+    a, b = with_overlay[y0 + 2:y1 - 2], without[y0 + 2:y1 - 2]
+    cyan = np.array(views.OVERLAY, np.float64)
+    ch = np.abs(cyan - b).argmax(axis=2)[..., None]  # the channel that shows the blend best
+    den = np.take_along_axis(cyan - b, ch, 2)[..., 0]
+    alpha = np.take_along_axis(a - b, ch, 2)[..., 0] / np.where(np.abs(den) < 40, np.nan, den)
+    left = int(np.ceil(to_px(window, plot, att.times[0], 0)[0])) + 1
+    right = int(np.floor(to_px(window, plot, att.times[-1], 0)[0])) - 1
+    assert np.abs(a[:, x0 + 2:left - 3] - b[:, x0 + 2:left - 3]).max() <= 2  # none before the chunk
+    cols = np.arange(left, right)
+    # The step drawn at each pixel column: the one under the column's centre.
+    edges_px = np.array([to_px(window, plot, t, 0)[0] for t in att.times])
+    step = np.clip(np.searchsorted(edges_px, cols + 0.5, side="right") - 1, 0, att.weights.size - 1)
+    norm = (att.weights - att.weights.min()) / (att.weights.max() - att.weights.min())
+    expected = norm[step] * views.OVERLAY_ALPHA / 255
+    measured = np.nanmedian(alpha[:, cols], axis=0)
+    ok = np.abs(measured - expected) <= 0.05
+    assert ok.mean() >= 0.95, f"overlay alpha off in {np.count_nonzero(~ok)} of {ok.size} columns"
+    # High attention is visibly covered, low attention is not.
+    assert measured[np.argmax(expected)] - measured[np.argmin(expected)] > 0.3
+
+    # Click another bar: the tag is selected and the strip shows that tag's contribution.
+    window.set_paused(False)
+    bars = window.view.bars
+    row = 7
+    target = int(bars.order[row])
+    x, y = to_px(window, bars.plot, 0.02, row + 0.5)
+    vp = window.view.viewport().mapFrom(window, QtCore.QPoint(int(x), int(round(y))))
+    qtbot.mouseClick(window.view.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=vp)
+    name = snap.tags[target]
+    qtbot.waitUntil(lambda: window.selected == target, timeout=3000)
+    qtbot.waitUntil(lambda: window.view.strip.tag == name and window.worker.idle, timeout=20_000)
+    ref = contribution_map(model, req.chunk, tags=[name], start=req.start)
+    np.testing.assert_allclose(window.view.strip.values, ref.values[0], atol=1e-6)
+    assert name in window.view.strip.title
+
+
+def test_pause_restart_and_close_stop_every_thread(qtbot, open_window):
+    """Realtime drum clip: pause freezes the drawing while the pipeline goes on; a hop change
+    restarts on a new pipeline with the old threads joined; closing ends every thread."""
+    window, session = open_window(Settings(source=DRUMS, model=DEFAULT_MODEL,
+                                                  realtime=True))
+    qtbot.waitUntil(lambda: window.view.bars.order is not None, timeout=15_000)
+    qtbot.mouseClick(window.controls.pause, QtCore.Qt.MouseButton.LeftButton)
+    assert window.paused and window.controls.pause.text() == "Resume"
+    frames, image = window.frames, window.view.spectrogram.image.image
+    t_paused = session.snapshot().t
+    qtbot.waitUntil(lambda: session.snapshot().t >= t_paused + 0.9, timeout=5000)
+    assert window.frames == frames and window.view.spectrogram.image.image is image
+    qtbot.mouseClick(window.controls.pause, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.frames > frames + 2, timeout=3000)
+    assert window.view.spectrogram.image.image is not image
+    # While a live-paced source is tagged, the window keeps its frame rate (>= 20 fps asked;
+    # measured over the last whole second, tolerance 2 fps).
+    assert window.timer.interval() <= 50
+    qtbot.wait(2200)
+    assert window.fps >= 18, f"drew {window.fps:.1f} fps"
+
+    old = session
+    old_threads = old.threads() + [old.pipe.source._thread]
+    assert all(t.is_alive() for t in old_threads[:2])
+    window.controls.hop.setValue(1.0)
+    window.controls.flush()
+    qtbot.waitUntil(lambda: window.session is not old, timeout=15_000)
+    new = window.session
+    assert not any(t.is_alive() for t in old_threads)
+    assert new.tagger.hop_seconds == pytest.approx(1.0, abs=new.tagger.unit_seconds)
+    assert new.settings.source == DRUMS and new.settings.realtime
+    qtbot.waitUntil(lambda: new.snapshot().history_t.shape[0] >= 1, timeout=10_000)
+    alive = set(rt_threads())
+    assert alive <= set(new.threads()) | {new.pipe.source._thread, window.worker._thread}
+
+    window.close()
+    assert not any(t.is_alive() for t in new.threads() + [new.pipe.source._thread])
+    assert not window.worker.alive
+    assert rt_threads() == []
+
+
+def test_long_run_3000_image_updates(qtbot):
+    """The PySide6 6.12 failure mode: >= 3000 image updates in one process. The process
+    survives, memory stays bounded and the refcount of False does not drift."""
+    from rt_tagger.aggregator import AttentionOverlay, Snapshot
+
+    session = Session.open(Settings(source=PIANO, model=DEFAULT_MODEL))
+    window = LiveWindow(session)
+    window.timer.stop()  # only synthetic snapshots are drawn
+    window.resize(640, 400)
+    window.show()
+    tags, n = session.tagger.tags, 3000
+    rng = np.random.default_rng(0)
+    mel = rng.standard_normal((1875 + n, 96)).astype(np.float32)
+    hist = rng.random((60 + n, 50)).astype(np.float32)
+
+    def snap(i: int) -> Snapshot:
+        t = 3.0 + 0.04 * i
+        p = rng.random(50).astype(np.float32)
+        top = [(tags[j], float(p[j])) for j in np.argsort(-p)[:5]]
+        att = AttentionOverlay(np.linspace(t - 3, t, 188), rng.random(187).astype(np.float32), "cls")
+        return Snapshot(t=t, tags=tags, probs=p, latest=p, top=top, active=[],
+                        history_t=(np.arange(60) * 0.5 + t - 30).astype(np.float32),
+                        history=hist[i:i + 60], attention=att, logmel=mel[i:i + 1875],
+                        logmel_t0=0.016 * i, frame_seconds=0.016,
+                        thresholds=np.full(50, 0.5, np.float32), status={})
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    app = QtCore.QCoreApplication.instance()
+    images = 0
+    for i in range(n):
+        window.show_snapshot(snap(i))
+        images += 1
+        if i % 5 == 0:
+            app.processEvents()  # paints
+        if i == 300:
+            base_rss, base_false = rss_mb(), sys.getrefcount(False)
+    app.processEvents()
+    assert images == window.frames - 0 >= 3000
+    growth = rss_mb() - base_rss
+    assert growth < 40, f"RSS grew {growth:.0f} MB over {n - 300} updates"
+    assert abs(sys.getrefcount(False) - base_false) < 500
+    assert window.view.spectrogram.image.image.shape == (1875, 96)
+    window.close()
+    assert rt_threads() == []
+
+
+def test_run_gui_end_to_end(qtbot, tmp_path):
+    """The CLI's entry point: starts the pipeline, writes every message to JSONL, returns 0
+    after the window is closed, leaves no thread behind."""
+    from rt_tagger.gui_launch import run_gui
+    from rt_tagger.sinks import JsonlWriter
+    from rt_tagger.sinks.jsonl import validate_message
+    from rt_tagger.tagger import Tagger
+
+    tagger = Tagger(None)
+    status, pipe = tagger.open_stream(PIANO)
+    out = tmp_path / "gui.jsonl"
+    seen = {}
+
+    def close_when_done() -> None:
+        from rt_tagger.gui.qt import QtWidgets
+
+        wins = [w for w in QtWidgets.QApplication.topLevelWidgets() if isinstance(w, LiveWindow)]
+        if wins and wins[0].session.finished and wins[0].frames > 5:
+            seen["window"] = wins[0]
+            wins[0].close()
+        else:
+            QtCore.QTimer.singleShot(50, close_when_done)
+
+    QtCore.QTimer.singleShot(50, close_when_done)
+    code = run_gui(tagger, pipe, status, jsonl=JsonlWriter(str(out)))
+    assert code == 0
+    import json
+
+    msgs = [json.loads(line) for line in out.read_text().splitlines()]
+    for m in msgs:
+        validate_message(m)
+    assert msgs[0]["type"] == "status" and msgs[-1]["type"] == "summary"
+    assert sum(m["type"] == "update" for m in msgs) == msgs[-1]["chunks"]
+    assert rt_threads() == []
+    seen["window"].deleteLater()
+
+
+def test_screenshot_script_renders_the_real_window(tmp_path):
+    from rt_tagger.gui.screenshot import render
+
+    path = render(PIANO, tmp_path / "gui.png", size=(1200, 700))
+    img = QtGui.QImage(str(path))
+    assert (img.width(), img.height()) == (1200, 700)
+    assert rt_threads() == []
