@@ -224,14 +224,16 @@ def main() -> None:
     for name in engines:
         for n, b in configs:
             calls = np.concatenate(passes[(name, n, b)])
-            wall = np.median([sum(p) for p in passes[(name, n, b)]])
+            walls = np.array([sum(p) for p in passes[(name, n, b)]])
+            tf_walls = np.array([sum(p) for p in passes[(tf_name, n, b)]])
             cpu = np.median([sum(p) for p in cpu_passes[(name, n, b)]])
-            tf_wall = np.median([sum(p) for p in passes[(tf_name, n, b)]])
             tf_cpu = np.median([sum(p) for p in cpu_passes[(tf_name, n, b)]])
+            wall = np.median(walls)
             rows.append(
                 f"| {name} | {n} | {b} | {1e3 * np.median(calls):.1f} | {1e3 * np.percentile(calls, 90):.1f} | "
-                f"{1e3 * wall / n_patches:.2f} | {1e3 * cpu / n_patches:.2f} | {wall / duration:.4f} | "
-                f"{tf_wall / wall:.2f}x | {tf_cpu / cpu:.2f}x |")
+                f"{1e3 * wall / n_patches:.1f} | {1e3 * walls.min() / n_patches:.1f} | {1e3 * cpu / n_patches:.1f} | "
+                f"{wall / duration:.4f} | {np.median(tf_walls) / wall:.2f}x | {tf_walls.min() / walls.min():.2f}x | "
+                f"{tf_cpu / cpu:.2f}x |")
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
                platform.processor())
     text = f"""# musicnn: original TensorFlow vs rt-tagger port (CPU)
@@ -248,14 +250,15 @@ Max |taggram difference| vs TF on these patches: {', '.join(f'{k} {v:.1e}' for k
 
 Command: `PYTHONPATH=. /work/venv/bin/python bench/bench_musicnn_vs_tf.py --tf-python {a.tf_python} --model {a.model} --seconds {a.seconds:g} --rounds {a.rounds} --threads {a.threads} --batches {a.batches}`
 
-| engine | threads | batch | median ms / call | p90 ms / call | wall ms / patch | CPU ms / patch | offline RTF | speed-up vs TF (wall) | speed-up vs TF (CPU) |
-|---|---|---|---|---|---|---|---|---|---|
+| engine | threads | batch | median ms / call | p90 ms / call | wall ms / patch (median) | wall ms / patch (best) | CPU ms / patch | offline RTF | speed-up vs TF: wall median | wall best | CPU |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + """
 
-wall ms / patch = median over passes of the wall-clock time to tag the whole clip / number of patches
-(1 patch = 187 frames = 2.99 s of audio); CPU ms / patch = the same with the process CPU time (all threads;
-insensitive to other jobs taking the cores, so the fairer single-thread comparison on a shared machine).
-offline RTF = wall time / audio duration (lower is faster). Speed-up = TF's time over the row's, same threads
+wall ms / patch = wall-clock time to tag the whole clip / number of patches (1 patch = 187 frames =
+2.99 s of audio), median and fastest of the passes (the fastest is the least disturbed by other jobs);
+CPU ms / patch = the same with the process CPU time (all threads; insensitive to other jobs taking the
+cores, so the fairer single-thread comparison on a shared machine). offline RTF = median wall time /
+audio duration (lower is faster). Speed-up = TF's time over the row's, same threads
 and batch. onnxruntime runs with `session.intra_op.allow_spinning=0`.
 """
     Path(a.out).write_text(text)

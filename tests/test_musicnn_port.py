@@ -26,7 +26,7 @@ LOGIT_TOL, TAGGRAM_TOL = 1e-4, 1e-5
 
 @pytest.fixture(scope="module")
 def ref():
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     return dict(np.load(REF))
 
 
