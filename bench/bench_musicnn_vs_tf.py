@@ -79,7 +79,7 @@ class TFServer:
     """The original musicnn in the TensorFlow venv, as a subprocess answering timing requests."""
 
     def __init__(self, python: str, patches_path: str, model: str):
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
+        env = dict(os.environ, PYTHONPATH="")  # threads: set per session by ConfigProto
         args = json.dumps({"patches": patches_path, "model": model})
         self.log = tempfile.TemporaryFile(mode="w+")  # TF's deprecation chatter; shown on failure
         self.proc = subprocess.Popen([python, "-c", TF_SERVER, args], stdin=subprocess.PIPE,

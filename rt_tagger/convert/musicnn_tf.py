@@ -119,7 +119,8 @@ def _sha256(path: str | os.PathLike) -> str:
 
 def download_wheel(dest: str | os.PathLike) -> Path:
     """``pip download --no-deps musicnn==0.1.0`` into ``dest``; the wheel's path."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", WHEEL_VERSION, "-d", os.fspath(dest)]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", WHEEL_VERSION,
+           "-d", os.fspath(dest)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     wheel = Path(dest) / WHEEL_NAME
     if done.returncode != 0 or not wheel.is_file():
@@ -182,7 +183,8 @@ def convert(wheel: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rt_tagger.convert.musicnn_tf", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rt_tagger.convert.musicnn_tf",
+                                     description=__doc__.split("\n\n")[0])
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--wheel", help=f"path of {WHEEL_NAME}")
     src.add_argument("--download", action="store_true", help=f"pip download {WHEEL_VERSION} first")

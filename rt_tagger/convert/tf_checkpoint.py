@@ -200,7 +200,8 @@ def _block(data: bytes, handle: bytes, what: str) -> bytes:
         raise ModelError(f"corrupt TensorFlow checkpoint index: checksum mismatch in {what}")
     if kind != 0:
         name = {1: "snappy", 2: "zlib"}.get(kind, f"type {kind}")
-        raise ModelError(f"TensorFlow checkpoint index uses {name}-compressed blocks; only uncompressed tables are supported")
+        raise ModelError(f"TensorFlow checkpoint index uses {name}-compressed blocks; "
+                         "only uncompressed tables are supported")
     return data[offset:end]
 
 
@@ -283,7 +284,9 @@ def _header_shards(value: bytes) -> int:
     return fields.get(1, 1)
 
 
-def list_tf_checkpoint(prefix: str | os.PathLike, *, archive: str | os.PathLike | None = None) -> dict[str, TensorEntry]:
+def list_tf_checkpoint(
+    prefix: str | os.PathLike, *, archive: str | os.PathLike | None = None
+) -> dict[str, TensorEntry]:
     """The variables of checkpoint ``prefix`` (name -> entry), without reading tensor data."""
     src = _Source(prefix, archive)
     try:

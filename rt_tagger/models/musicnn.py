@@ -70,7 +70,8 @@ class FrontEndBranch(nn.Module):
     Computed without materialising ReLU and BN on the large (C, T, F) map: BN at inference is
     a per-channel affine map ``a*v + b``, monotonic in ``v`` (so is its float rounding), hence
     ``max_f(a*relu(z)+b) = a*relu(max_f z)+b`` for ``a >= 0`` and ``a*relu(min_f z)+b`` for
-    ``a < 0`` (equal up to the rounding of BN's own formula, ~1e-6 on the logits). ``min_f z = -max_f(-z)``, and ``-z`` is the conv with negated weights and bias
+    ``a < 0`` (equal up to the rounding of BN's own formula, ~1e-6 on the logits).
+    ``min_f z = -max_f(-z)``, and ``-z`` is the conv with negated weights and bias
     (exact), so one conv plus one max over frequency does it. Weights stay in their original form.
     In training mode (batch statistics) the layers run literally.
     """
