@@ -5,8 +5,10 @@ else downloaded there once with pip; without it these tests are skipped, saying 
 """
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
+import zipfile
 import sys
 from pathlib import Path
 
@@ -74,3 +76,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "bad.whl").write_bytes(b"not a zip")
     assert main(["--wheel", str(tmp_path / "bad.whl"), "--out", str(tmp_path)]) == 1
     assert "cannot open archive" in capsys.readouterr().err
+
+
+def test_tags_are_the_wheels_labels(wheel):
+    with zipfile.ZipFile(wheel) as z:
+        tree = ast.parse(z.read("musicnn/configuration.py"))
+    labels = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+              for t in node.targets if t.id.endswith("_LABELS")}
+    assert load_checkpoint(pretrained_path("musicnn.mtat")).tags == labels["MTT_LABELS"]
+    assert load_checkpoint(pretrained_path("musicnn.msd")).tags == labels["MSD_LABELS"]
