@@ -233,7 +233,7 @@ def test_ddp_two_processes_match_single_process(prepared, tmp_path):
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node", "2", "-m", pkg, "train", *args, "--out",
                           str(tmp_path / "ddp")], env=env, capture_output=True, text=True,
-                         timeout=300)
+                         timeout=300, cwd=tmp_path)  # cwd: the source tree must not shadow
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     T.train(config(prepared, tmp_path / "one", epochs=2, batch_size=8, optimizer="adam",
                    val_chunks=2, accum_steps=2, export=False, threads=1,
