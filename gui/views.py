@@ -160,6 +160,7 @@ class TagBars:
         self._brush, self._brush_top = pg.mkBrush(BAR), pg.mkBrush(TOPK)
         self._pen, self._pen_selected = pg.mkPen(None), pg.mkPen("w", width=2)
         self.order: np.ndarray | None = None
+        self._tags: list[str] | None = None
         self.widths = np.zeros(0)
         self._style_key = None
         self._marks_key = None
@@ -167,8 +168,9 @@ class TagBars:
     def update(self, snap, order: np.ndarray, selected: int | None, index: dict[str, int]) -> None:
         n = len(order)
         rows = np.arange(n) + 0.5
-        if self.order is None or not np.array_equal(order, self.order):
-            self.order = order.copy()
+        if (self.order is None or not np.array_equal(order, self.order)
+                or snap.tags is not self._tags):
+            self.order, self._tags = order.copy(), snap.tags
             names = [snap.tags[i] for i in order]
             self.plot.getAxis("left").setTicks([[(r, s) for r, s in zip(rows, names)], []])
             self.plot.setYRange(0, n, padding=0)
@@ -258,6 +260,13 @@ class LiveView(pg.GraphicsLayoutWidget):
         self.bars = TagBars(bars)
         self.taggram = Taggram(gram, span)
         self.scene().sigMouseClicked.connect(self._clicked)
+
+    def reset(self) -> None:
+        """Forget what was drawn (a new session starts from scratch)."""
+        self.spectrogram._key = self.spectrogram._att_key = self.spectrogram._levels = None
+        self.taggram._key = None
+        self.bars._tags = None
+        self.strip.set_message("contribution: waiting for the first chunk")
 
     def _clicked(self, event) -> None:
         pos = event.scenePos()

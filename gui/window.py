@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from rt_tagger.errors import BackendError
+
 from .contrib import ContributionWorker, Request
 from .controls import ControlPanel
 from .qt import QtCore, QtWidgets
@@ -52,6 +54,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         self._asked = None
         self._fps = (time.perf_counter(), 0, 0.0)
         self._index: dict[str, int] = {}
+        self._tags: list[str] | None = None
         self._no_contrib: dict[str, str] = {}  # model -> why it gives no contribution maps
         self.worker = ContributionWorker()
 
@@ -79,7 +82,8 @@ class LiveWindow(QtWidgets.QMainWindow):
 
     def show_snapshot(self, snap) -> None:
         """Draws one snapshot: spectrogram + overlay, bars, taggram, strip, status line."""
-        if len(self._index) != len(snap.tags):
+        if snap.tags is not self._tags:
+            self._tags = snap.tags
             self._index = {name: i for i, name in enumerate(snap.tags)}
         order = (np.argsort(-snap.probs, kind="stable") if self.sorted
                  else np.arange(len(snap.tags)))
@@ -170,13 +174,17 @@ class LiveWindow(QtWidgets.QMainWindow):
         base = old.settings if old is not None else None
         if base is None:
             return
-        if "model" in changes:
-            changes = {**changes, "backend": "auto"}
         settings: Settings = base.replace(**changes)
         self.status.setText("restarting: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
         QtWidgets.QApplication.processEvents()
         try:
-            new = Session.open(settings, jsonl=old.jsonl)
+            try:
+                new = Session.open(settings, jsonl=old.jsonl)
+            except BackendError:  # the backend cannot run the new model: let auto choose
+                if "model" not in changes or settings.backend == "auto":
+                    raise
+                settings = settings.replace(backend="auto")
+                new = Session.open(settings, jsonl=old.jsonl)
         except Exception as exc:
             self.errors.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             self.controls.show_settings(base, old.tagger.chunk_seconds)
@@ -186,6 +194,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.session = new
         self.selected = None
         self._asked = None
+        self.view.reset()
         new.start()
         self.controls.show_settings(settings, new.tagger.chunk_seconds)
         self.sessionChanged.emit()

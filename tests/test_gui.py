@@ -241,7 +241,7 @@ def test_attention_overlay_and_contribution_strip(qtbot, open_window, tmp_path,
 def test_pause_restart_and_close_stop_every_thread(qtbot, open_window):
     """Realtime drum clip: pause freezes the drawing while the pipeline goes on; a hop change
     restarts on a new pipeline with the old threads joined; closing ends every thread."""
-    window, session = open_window(Settings(source=DRUMS, model=DEFAULT_MODEL,
+    window, session = open_window(Settings(source=DRUMS, model=DEFAULT_MODEL, backend="torch",
                                                   realtime=True))
     qtbot.waitUntil(lambda: window.view.bars.order is not None, timeout=15_000)
     qtbot.mouseClick(window.controls.pause, QtCore.Qt.MouseButton.LeftButton)
@@ -272,6 +272,21 @@ def test_pause_restart_and_close_stop_every_thread(qtbot, open_window):
     qtbot.waitUntil(lambda: new.snapshot().history_t.shape[0] >= 1, timeout=10_000)
     alive = set(rt_threads())
     assert alive <= set(new.threads()) | {new.pipe.source._thread, window.worker._thread}
+
+    # Another model from the picker: a new tagger, the bars show its tags.
+    combo = window.controls.model
+    idx = combo.findData("musicnn.msd")
+    combo.setCurrentIndex(idx)
+    combo.activated.emit(idx)
+    qtbot.waitUntil(lambda: window.session.tagger.model == "musicnn.msd", timeout=15_000)
+    assert not any(t.is_alive() for t in new.threads() + [new.pipe.source._thread])
+    new = window.session
+    assert new.settings.hop == pytest.approx(1.0, abs=0.02)  # the other settings carry over
+    qtbot.waitUntil(lambda: window.view.bars.order is not None and window.frames > 0
+                    and new.snapshot().history_t.shape[0] >= 1, timeout=15_000)
+    qtbot.wait(200)
+    ticks = [label for _, label in window.view.bars.plot.getAxis("left")._tickLevels[0]]
+    assert sorted(ticks) == sorted(new.tagger.tags) != sorted(old.tagger.tags)
 
     window.close()
     assert not any(t.is_alive() for t in new.threads() + [new.pipe.source._thread])
