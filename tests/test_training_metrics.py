@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import io
 
 import numpy as np
@@ -141,3 +142,15 @@ def test_progress_bar_writes_deciles():
             bar.update(note="ok")
     lines = buf.getvalue().splitlines()
     assert len(lines) == 11 and lines[-1].startswith("prep [########################] 20/20")
+
+
+def test_tensorboard_flag_without_the_package_fails_early(tmp_path):
+    if importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed: nothing to refuse")
+    from rt_tagger.errors import ConfigError
+
+    cfg = mod("config").TrainConfig(data=str(tmp_path / "nothing"), out=str(tmp_path / "run"),
+                                    tensorboard=True)
+    with pytest.raises(ConfigError, match="pip install tensorboard"):
+        T.train(cfg)
+    assert not (tmp_path / "run").exists()

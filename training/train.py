@@ -87,6 +87,12 @@ def _train(cfg: TrainConfig, dist: Dist, callback) -> Path:
                           "another --out")
     if cfg.resume and not last_path.exists():
         raise ConfigError(f"--resume: no {last_path} to resume from")
+    micro = cfg.batch_size // dist.world // cfg.accum_steps
+    if micro * dist.world * cfg.accum_steps != cfg.batch_size:
+        raise ConfigError(f"batch_size {cfg.batch_size} must split evenly over {dist.world} "
+                          f"rank(s) x {cfg.accum_steps} accumulation step(s)")
+    if cfg.tensorboard and dist.main:
+        _tensorboard_class()  # fail before any work if the package is missing
     data = Prepared(resolve_data(cfg, dist))
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -147,10 +153,6 @@ def _train(cfg: TrainConfig, dist: Dist, callback) -> Path:
         with open(out / "log.csv", "w", newline="") as f:
             csv.writer(f).writerow(LOG_FIELDS)
     writer = _tensorboard(cfg, out) if dist.main else None
-    micro = cfg.batch_size // dist.world // cfg.accum_steps
-    if micro * dist.world * cfg.accum_steps != cfg.batch_size:
-        raise ConfigError(f"batch_size {cfg.batch_size} must split evenly over {dist.world} "
-                          f"rank(s) x {cfg.accum_steps} accumulation step(s)")
 
     try:
         for epoch in range(state["epoch"], cfg.epochs):
@@ -264,12 +266,14 @@ def _say(cfg, dist, msg: str) -> None:
         print(msg, flush=True)
 
 
-def _tensorboard(cfg, out: Path):
-    if not cfg.tensorboard:
-        return None
+def _tensorboard_class():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ConfigError("--tensorboard needs the tensorboard package (pip install "
                           "tensorboard); log.csv is written either way") from None
-    return SummaryWriter(str(out / "tensorboard"))
+    return SummaryWriter
+
+
+def _tensorboard(cfg, out: Path):
+    return _tensorboard_class()(str(out / "tensorboard")) if cfg.tensorboard else None
