@@ -16,6 +16,7 @@ TOPK = (255, 150, 40)
 OVERLAY = (0, 235, 255)  # cyan over the inferno spectrogram
 OVERLAY_ALPHA = 170  # alpha at the chunk's highest attention
 THRESHOLD = (230, 40, 40)
+TAGGRAM_MIN_TOP = 0.25  # taggram colour scale: 0 to max(this, the largest probability shown)
 LEVELS_FRAMES = 30  # spectrogram colour levels follow the last ~30 s, updated every 30 frames
 
 
@@ -59,6 +60,7 @@ class Spectrogram:
         self._att_key = None
         self._levels: tuple[float, float] | None = None
         self._levels_at = 0
+        self._title = ""
         self._att = None  # keeps the drawn overlay alive so its id() stays unique
 
     def update(self, snap, tag_index: int | None) -> None:
@@ -79,6 +81,12 @@ class Spectrogram:
                                 padding=0)
             self.plot.setYRange(0, m, padding=0)
         self.set_attention(snap.attention, tag_index, mel.shape[1])
+        title = "log-mel spectrogram" + {None: "", "cls": ", [CLS] attention (cyan)",
+                                         "per_tag": ", the tag's cross-attention (cyan)"}[
+            None if snap.attention is None else snap.attention.kind]
+        if title != self._title:
+            self._title = title
+            self.plot.setTitle(title)
 
     def set_attention(self, att, tag_index: int | None, n_mels: int) -> None:
         key = (id(att), tag_index if att is not None and att.kind != "cls" else None,
@@ -226,7 +234,10 @@ class Taggram:
             return
         self._key = key
         dt = float(np.median(np.diff(t))) if t.shape[0] > 1 else hop
-        self.image.setImage(snap.history[:, order], autoLevels=False, levels=(0.0, 1.0))
+        hist = snap.history[:, order]
+        top = max(TAGGRAM_MIN_TOP, float(hist.max()))  # small probabilities stay visible
+        self.image.setImage(hist, autoLevels=False, levels=(0.0, top))
+        self.plot.setTitle(f"taggram (colour 0 to {top:.2f})", size="9pt")
         self.image.setRect(_rect(t[0] - dt, 0, t[-1] - t[0] + dt, len(order)))
         self.plot.setXRange(*visible_span(float(t[-1]), self.span), padding=0)
 
@@ -239,7 +250,7 @@ class LiveView(pg.GraphicsLayoutWidget):
     def __init__(self, span: float = 30.0) -> None:
         super().__init__()
         self.setBackground((18, 18, 22))
-        spec = self.addPlot(row=0, col=0, title="log-mel spectrogram, attention overlay")
+        spec = self.addPlot(row=0, col=0)
         strip = self.addPlot(row=1, col=0)
         bars = self.addPlot(row=0, col=1, rowspan=2, title="tag probabilities")
         gram = self.addPlot(row=0, col=2, rowspan=2)

@@ -138,7 +138,7 @@ def test_importing_the_cli_does_not_import_qt():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
 
 
-def test_default_model_live_view_pixels(qtbot, open_window, tmp_path):
+def test_default_model_live_view_pixels(qtbot, open_window, tmp_path, monkeypatch):
     """musicnn (no attention) on the drum clip: the spectrogram is drawn, the 'drums' bar is
     the longest in the item and in the pixels, no overlay, the strip says why."""
     window, session = open_window(Settings(source=DRUMS, model=DEFAULT_MODEL))
@@ -162,6 +162,13 @@ def test_default_model_live_view_pixels(qtbot, open_window, tmp_path):
     px_per_unit = to_px(window, bars.plot, 1.0, 0)[0] - to_px(window, bars.plot, 0.0, 0)[0]
     big = bars.widths > 0.05  # thin bars may vanish under the threshold marks
     np.testing.assert_allclose(lengths[big], bars.widths[big] * px_per_unit, atol=3)
+
+    # The snapshot button writes the window as PNG into the working directory.
+    monkeypatch.chdir(tmp_path)
+    qtbot.mouseClick(window.controls.snapshot, QtCore.Qt.MouseButton.LeftButton)
+    saved = QtGui.QImage(window.snapshot_path)
+    assert Path(window.snapshot_path).parent == Path(".") and not saved.isNull()
+    assert (saved.width(), saved.height()) == (img.shape[1], img.shape[0])
 
     assert not window.view.spectrogram.overlay.isVisible()
     assert "model has no attention" in window.view.strip.title
@@ -387,3 +394,48 @@ def test_screenshot_script_renders_the_real_window(tmp_path):
     img = QtGui.QImage(str(path))
     assert (img.width(), img.height()) == (1200, 700)
     assert rt_threads() == []
+
+
+@pytest.fixture(scope="module")
+def q2l_checkpoint(tmp_path_factory):
+    """A seeded random small q2l (per-tag cross-attention) with the MTAT tag names."""
+    import torch
+
+    from rt_tagger.checkpoint import load_checkpoint, save_checkpoint
+    from rt_tagger.models import create_model, pretrained_path
+    from rt_tagger.models.short_res import SHORT_RES_LOGMEL
+
+    torch.manual_seed(0)
+    args = {"channels": [16, 16, 32, 32, 32], "width": 32, "heads": 2, "ffn_dim": 64}
+    model = create_model("q2l", **args).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "q2l_random.safetensors"
+    save_checkpoint(path, model, arch="q2l", arch_args=args,
+                    tags=list(load_checkpoint(pretrained_path(DEFAULT_MODEL)).tags),
+                    sample_rate=SHORT_RES_LOGMEL.sample_rate, input_kind="logmel",
+                    input_length=231, logmel=SHORT_RES_LOGMEL,
+                    provenance={"note": "random init, seed 0, tests only"})
+    return str(path)
+
+
+def test_q2l_overlay_and_strip_follow_the_selected_tag(qtbot, open_window, q2l_checkpoint):
+    """q2l has one cross-attention map per tag: the overlay and the strip show the map of
+    the shown tag (the top tag, then the selected one)."""
+    window, session = open_window(Settings(source=DRUMS, model=q2l_checkpoint, backend="torch"))
+    settle(qtbot, window, session)
+    snap = session.snapshot()
+    att = snap.attention
+    assert att.kind == "per_tag" and att.weights.shape[0] == len(snap.tags)
+
+    def norm(v: np.ndarray) -> np.ndarray:
+        return (v - v.min()) / (v.max() - v.min())
+
+    spec, strip = window.view.spectrogram, window.view.strip
+    top = window.shown_tag(snap)
+    assert snap.tags[top] == snap.top[0][0]
+    np.testing.assert_allclose(spec.overlay_weights, norm(att.weights[top].astype(np.float64)), atol=1e-6)
+    assert strip.title.startswith(f"cross-attention of '{snap.tags[top]}'")
+    other = int(window.view.bars.order[3])
+    window.select_tag(other)
+    qtbot.waitUntil(lambda: strip.tag == snap.tags[other], timeout=3000)
+    np.testing.assert_allclose(spec.overlay_weights, norm(att.weights[other].astype(np.float64)), atol=1e-6)
+    np.testing.assert_allclose(strip.values, att.weights[other], atol=1e-7)
