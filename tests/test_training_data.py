@@ -137,6 +137,19 @@ def test_msd_errors_say_what_is_missing(tmp_path):
     (tmp_path / "msd" / "audio_paths.tsv").write_text("TRA\ta.mp3\nTRB\tsub/TRB.mp3\n")
     with pytest.raises(DatasetError, match=r"1 of 3 audio file\(s\) missing.*TRB -> audio/sub"):
         msd.load_msd(tmp_path / "msd", n_train=1)
+    # the 7digital mapping of the split repository; audio_paths.tsv takes precedence
+    (tmp_path / "msd" / "audio_paths.tsv").write_text("TRA\ta.mp3\n")
+    (tmp_path / "msd" / "audio" / "7" / "3").mkdir(parents=True)
+    (tmp_path / "msd" / "audio" / "TRB.mp3").rename(tmp_path / "msd" / "audio/7/3/73.clip.mp3")
+    for name, obj in (("MSD_id_to_7D_id.pkl", {"TRB": "73", "TRA": "1"}),
+                      ("7D_id_to_path.pkl", {"73": "7/3/73.clip.mp3", "1": "x.mp3"})):
+        (tmp_path / "msd" / name).write_bytes(pickle.dumps(obj, protocol=2))
+    index = msd.load_msd(tmp_path / "msd", n_train=1)
+    assert [c.path.relative_to(tmp_path / "msd").as_posix() for c in index.clips] == \
+        ["audio/a.mp3", "audio/7/3/73.clip.mp3", "audio/TRC.mp3"]
+    # a few missing previews are tolerated (listed by preparation), many are not
+    (tmp_path / "msd" / "audio" / "TRC.mp3").unlink()
+    assert len(msd.load_msd(tmp_path / "msd", n_train=1, max_missing=0.5).clips) == 3
 
 
 # ---------------------------------------------------------------- MTG-Jamendo
@@ -326,3 +339,28 @@ def test_augmentations_act_as_documented(prepared_raw):
     for k, (i, s) in enumerate(zip(item_s["clips"], item_s["starts"])):
         roll = int(item_s["aug"]["shift"][k] * L)
         np.testing.assert_array_equal(shifted[k], np.roll(plain_src.store.chunk(i, s, L), roll, 0))
+
+
+def test_mtat_won_split_files_equal_the_refined_split(mtat, tmp_path):
+    """Won et al.'s published split files (written here the way their repository stores them)
+    describe the same clips, splits and labels as the refined split derived from the CSV."""
+    m = mod("data.mtat")
+    refined = m.load_mtat(mtat, "refined")
+    d = tmp_path / "split" / "mtat"
+    d.mkdir(parents=True)
+    rows = {s: [f"{k}\t{c.path.relative_to(mtat).as_posix()}"
+                for k, c in enumerate(refined.clips) if c.split == s]
+            for s in ("train", "valid", "test")}
+    for s, entries in rows.items():
+        np.save(d / f"{s}.npy", np.array(entries))
+    np.save(d / "binary.npy", np.stack([c.labels for c in refined.clips]))
+    np.save(d / "tags.npy", np.array(refined.tags))
+    for item in mtat.iterdir():
+        (tmp_path / item.name).symlink_to(item)
+    won = m.load_mtat(tmp_path, "won")
+    assert won.tags == refined.tags
+    assert sorted((c.path.name, c.split, c.labels.tolist()) for c in won.clips) == \
+        sorted((c.path.name, c.split, c.labels.tolist()) for c in refined.clips)
+    (d / "binary.npy").unlink()
+    with pytest.raises(DatasetError, match="missing binary.npy"):
+        m.load_mtat(tmp_path, "won")

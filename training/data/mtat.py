@@ -12,6 +12,10 @@ gives the same tag order). Splits, by the first character of ``mp3_path``:
 * ``folder``: 0-b train, c valid, d-f test, every clip (~26k);
 * ``refined`` (Lee et al. 2017, Won et al. 2019): the same folders, clips with no top-50 tag
   removed (~21k). This is the split of the Spec_Att paper.
+* ``won``: the same split read from Won et al.'s published files instead of derived from the
+  CSV: ``ROOT/split/mtat/{train,valid,test}.npy`` (entries ``"<row>\t<mp3_path>"``),
+  ``binary.npy`` (label rows) and ``tags.npy`` (the 50 tag names), from the
+  ``sota-music-tagging-models`` repository; ``annotations_final.csv`` is then not needed.
 """
 from __future__ import annotations
 
@@ -61,7 +65,7 @@ TOP50 = (
     "weird", "country", "metal", "female voice", "choral",
 )
 
-SPLITS = ("folder", "refined")
+SPLITS = ("folder", "refined", "won")
 _HINT = "download the three mp3.zip parts and annotations_final.csv from the MagnaTagATune page"
 
 
@@ -82,6 +86,8 @@ def load_mtat(root: str | Path, split: str = "refined", *, check_audio: bool = T
     root = Path(root)
     if split not in SPLITS:
         raise DatasetError(f"unknown MTAT split {split!r}; choose one of {', '.join(SPLITS)}")
+    if split == "won":
+        return _load_won(root, check_audio)
     require_files(root, ["annotations_final.csv"], "MagnaTagATune", _HINT)
     csv_path = root / "annotations_final.csv"
     with open(csv_path, newline="", encoding="utf-8") as f:
@@ -130,3 +136,35 @@ def _check_audio(root: Path, clips: list[Clip]) -> None:
         few = ", ".join(str(p.relative_to(root)) for p in missing[:3])
         raise DatasetError(f"MagnaTagATune: {len(missing)} of {len(clips)} mp3 file(s) listed in "
                            f"annotations_final.csv are missing in {root}, e.g. {few}")
+
+
+_WON_FILES = ["train.npy", "valid.npy", "test.npy", "binary.npy", "tags.npy"]
+
+
+def _load_won(root: Path, check_audio: bool) -> DatasetIndex:
+    split_dir = root / "split" / "mtat"
+    if not split_dir.is_dir() and all((root / f).is_file() for f in _WON_FILES):
+        split_dir = root
+    require_files(split_dir, _WON_FILES, "MagnaTagATune split of Won et al.",
+                  "copy split/mtat/ of the sota-music-tagging-models repository")
+    try:
+        binary = np.load(split_dir / "binary.npy")
+        tags = [str(t) for t in np.load(split_dir / "tags.npy")]
+        lists = {s: [str(x) for x in np.load(split_dir / f"{s}.npy")]
+                 for s in ("train", "valid", "test")}
+    except ValueError as exc:
+        raise DatasetError(f"cannot read the split files in {split_dir}: {exc}") from None
+    if binary.ndim != 2 or binary.shape[1] != len(tags):
+        raise DatasetError(f"{split_dir}/binary.npy has shape {binary.shape}, expected "
+                           f"(clips, {len(tags)}) for the {len(tags)} tags of tags.npy")
+    clips = []
+    for split, entries in lists.items():
+        for entry in entries:
+            row, sep, rel = entry.partition("\t")
+            if not sep or not row.isdigit() or int(row) >= len(binary):
+                raise DatasetError(f"{split_dir}/{split}.npy: bad entry {entry!r} (expected "
+                                   "'<row of binary.npy>\\t<mp3_path>')")
+            clips.append(Clip(rel, root / rel, split, binary[int(row)].astype(np.uint8)))
+    if check_audio:
+        _check_audio(root, clips)
+    return DatasetIndex("mtat", "won", tags, clips, root)
