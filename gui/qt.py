@@ -6,6 +6,7 @@ so that version is refused with a one-line error instead of crashing minutes lat
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 
 from rt_tagger.errors import RtTaggerError
@@ -20,9 +21,7 @@ def _binding() -> str:
     try:
         import PySide6
     except ImportError:
-        try:
-            import PyQt6  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("PyQt6") is None:
             raise RtTaggerError(f"no Qt binding found; {_INSTALL}") from None
         return "PyQt6"
     if tuple(PySide6.__version_info__[:2]) >= (6, 12):

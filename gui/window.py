@@ -48,7 +48,8 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.sorted = True
         self.selected: int | None = None  # tag index; None follows the top tag
         self.frames = 0  # snapshots drawn
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # pipeline failures (run_gui exits 1)
+        self.notice: str | None = None  # e.g. a settings change that could not be applied
         self.last_request: Request | None = None
         self.snapshot_path: str | None = None
         self._asked = None
@@ -185,11 +186,12 @@ class LiveWindow(QtWidgets.QMainWindow):
                     raise
                 settings = settings.replace(backend="auto")
                 new = Session.open(settings, jsonl=old.jsonl)
-        except Exception as exc:
-            self.errors.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except Exception as exc:  # the old session keeps running
+            self.notice = "cannot switch: " + (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             self.controls.show_settings(base, old.tagger.chunk_seconds)
-            self.status.setText(f"cannot switch: {self.errors[-1]}")
+            self.status.setText(self.notice)
             return
+        self.notice = None
         old.close()
         self.session = new
         self.selected = None
@@ -227,6 +229,8 @@ class LiveWindow(QtWidgets.QMainWindow):
                  f"source {st.get('source_state', '-')}", f"t {snap.t:.1f} s", f"{fps:.0f} fps"]
         if self.paused:
             parts.append("PAUSED")
+        if self.notice:
+            parts.append(self.notice)
         if self.errors:
             parts.append(f"error: {self.errors[-1]}")
         self.status.setText("  ·  ".join(parts))
