@@ -174,6 +174,8 @@ def test_export_loads_in_the_runtime_and_tags(run, prepared):
     assert prov["dataset"] == "mtat" and prov["split"] == "refined" and prov["epochs"] == EPOCHS
     assert 0.5 < prov["metrics"]["test"]["roc_auc"] <= 1
     assert len(ckpt.thresholds) == 50
+    json.dumps(ckpt.provenance, allow_nan=False)  # strict JSON: unscorable tags are null
+    assert sum(r["roc_auc"] is None for r in prov["per_tag_test"]) == 46
     # the runtime: a torch engine on native log-mel chunks of a fresh piano-only and drums-only clip
     synth = mod("data.synthetic")
     rng = np.random.default_rng(5)

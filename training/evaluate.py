@@ -8,7 +8,6 @@ by name and only the common ones are scored.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from rt_tagger.errors import ModelError
 from .chunks import ChunkSource, model_logmel
 from .data.dataset import Prepared
 from .ddp import Dist, gather_rows
-from .metrics import tag_metrics
+from .metrics import json_safe, tag_metrics
 
 __all__ = ["evaluate", "format_table", "predict_songs"]
 
@@ -113,4 +112,4 @@ def format_table(result: dict) -> str:
 
 def public(result: dict) -> dict:
     """The JSON-serialisable part of an :func:`evaluate` result."""
-    return json.loads(json.dumps({k: v for k, v in result.items() if not k.startswith("_")}))
+    return json_safe({k: v for k, v in result.items() if not k.startswith("_")})

@@ -11,7 +11,6 @@ import datetime
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from rt_tagger.checkpoint import save_checkpoint
@@ -21,7 +20,7 @@ from .chunks import ChunkSource, model_logmel
 from .config import TrainConfig
 from .data.dataset import Prepared
 from .evaluate import predict_songs
-from .metrics import f1_thresholds, tag_metrics
+from .metrics import f1_thresholds, json_safe, tag_metrics
 
 __all__ = ["export_run"]
 
@@ -85,13 +84,8 @@ def export_run(run: str | Path, out: str | Path | None = None, *, device: str = 
         out, model.cpu(), arch=cfg.model, arch_args=arch_args, tags=tags,
         sample_rate=data.sample_rate, input_kind=kind, input_length=model.input_length,
         logmel=logmel, thresholds=thresholds,
-        provenance=json.loads(json.dumps(provenance, default=_nan_safe)),
+        provenance=json_safe(provenance),
         model_card=f"{cfg.model} trained on {data.meta['dataset']} ({data.meta['split']}) "
                    f"with rt_tagger.training; test ROC-AUC "
                    f"{metrics.get('test', {}).get('roc_auc', float('nan')):.4f}")
 
-
-def _nan_safe(x):
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    raise TypeError(type(x))

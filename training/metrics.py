@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-__all__ = ["average_precision", "f1_thresholds", "roc_auc", "tag_metrics"]
+__all__ = ["average_precision", "f1_thresholds", "json_safe", "roc_auc", "tag_metrics"]
 
 
 def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -76,3 +76,16 @@ def tag_metrics(y: np.ndarray, p: np.ndarray, tags: list[str]) -> dict:
         "per_tag": [{"tag": t, "roc_auc": float(r), "pr_auc": float(a), "positives": int(n)}
                     for t, r, a, n in zip(tags, roc, pr, y.sum(axis=0))],
     }
+
+
+def json_safe(obj):
+    """``obj`` with numpy scalars as Python numbers and NaN/inf as ``None`` (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
