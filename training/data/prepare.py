@@ -190,20 +190,27 @@ def _pack(meta: dict, out: Path, shard_dir: Path, todo: dict, n: int) -> None:
                            "path": meta["clips"][i]["path"], **info})
     bad = {f["index"] for f in failed}
     for fid, cfg in todo.items():
-        arrays = [None if i in bad else np.load(shard_dir / f"{i}.{fid}.npy", mmap_mode="r")
-                  for i in range(n)]
-        lengths = np.array([0 if a is None else a.shape[0] for a in arrays], np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        first = next((a for a in arrays if a is not None), None)
-        if first is None:
+        # Headers first (shape, dtype) so the packed array can be allocated, then one clip at
+        # a time: never more than one shard open (MSD has ~242k clips).
+        shapes, dtype = [], None
+        for i in range(n):
+            if i in bad:
+                shapes.append(None)
+                continue
+            shape, dtype = _npy_header(shard_dir / f"{i}.{fid}.npy")
+            shapes.append(shape)
+        if dtype is None:
             raise DatasetError(f"no clip of {meta['dataset']} could be read; see {out}/failed.tsv")
+        lengths = np.array([0 if sh is None else sh[0] for sh in shapes], np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        tail = next(sh for sh in shapes if sh is not None)[1:]
         fdir = out / "features" / fid
         fdir.mkdir(parents=True, exist_ok=True)
-        data = np.lib.format.open_memmap(fdir / "data.npy", mode="w+", dtype=first.dtype,
-                                         shape=(int(offsets[-1]), *first.shape[1:]))
-        for i, a in enumerate(arrays):
-            if a is not None:
-                data[offsets[i]:offsets[i + 1]] = a
+        data = np.lib.format.open_memmap(fdir / "data.npy", mode="w+", dtype=dtype,
+                                         shape=(int(offsets[-1]), *tail))
+        for i in range(n):
+            if shapes[i] is not None:
+                data[offsets[i]:offsets[i + 1]] = np.load(shard_dir / f"{i}.{fid}.npy")
         data.flush()
         del data
         np.save(fdir / "offsets.npy", offsets)
@@ -217,3 +224,12 @@ def _pack(meta: dict, out: Path, shard_dir: Path, todo: dict, n: int) -> None:
         for x in failed:
             f.write(f"{x['key']}\t{x['status']}\t{x['path']}\t{x['message']}\n")
     _write_meta(out, meta)
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, _fortran, dtype = read(f)
+    return shape, dtype
