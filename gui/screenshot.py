@@ -3,8 +3,9 @@
     QT_QPA_PLATFORM=offscreen python -m rt_tagger.gui.screenshot [FILE] [-o docs/images/gui.png]
     (from a source checkout: python -m gui.screenshot ...)
 
-The window runs the real pipeline on the clip (as fast as it decodes), waits until the clip
-is tagged and the last strip is drawn, then grabs itself.
+The window runs the real pipeline on the clip, paced like a live input by default (so the
+status line shows live latency and frame rate; ``--fast`` decodes as fast as possible), waits
+until the clip is tagged and the last strip is drawn, then grabs itself.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ DEFAULT_CLIP = Path(__file__).resolve().parent.parent / "tests" / "data" / "rend
 
 def render(source: str | os.PathLike[str], out: str | os.PathLike[str], *, model: str | None = None,
            backend: str = "auto", tag: str | None = None, size: tuple[int, int] = (1500, 880),
-           timeout: float = 120.0) -> Path:
+           realtime: bool = True, timeout: float = 120.0) -> Path:
     """Runs the window on ``source`` until the clip is tagged, selects ``tag`` (if given) and
     saves the grab to ``out``. Returns the path."""
     from rt_tagger.tagger import DEFAULT_MODEL
@@ -30,7 +31,7 @@ def render(source: str | os.PathLike[str], out: str | os.PathLike[str], *, model
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     session = Session.open(Settings(source=os.fspath(source), model=model or DEFAULT_MODEL,
-                                    backend=backend))
+                                    backend=backend, realtime=realtime))
     window = LiveWindow(session)
     window.resize(*size)
     try:
@@ -45,11 +46,12 @@ def render(source: str | os.PathLike[str], out: str | os.PathLike[str], *, model
             app.processEvents()
             time.sleep(0.01)
         for _ in range(3):  # the last snapshot drawn, its strip asked for, computed, drawn
-            for _ in range(5):
-                window.tick()
+            end = time.monotonic() + 0.3  # the window's own timer draws
+            while time.monotonic() < end:
                 app.processEvents()
-                time.sleep(0.02)
+                time.sleep(0.01)
             while not window.worker.idle and time.monotonic() < deadline:
+                app.processEvents()
                 time.sleep(0.02)
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         return Path(window.save_png(os.fspath(out)))
@@ -64,9 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", "-m", default=None)
     p.add_argument("--backend", default="auto")
     p.add_argument("--tag", default=None, help="select this tag (contribution strip)")
+    p.add_argument("--fast", action="store_true", help="do not pace the clip like a live input")
     args = p.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    path = render(args.source, args.output, model=args.model, backend=args.backend, tag=args.tag)
+    path = render(args.source, args.output, model=args.model, backend=args.backend, tag=args.tag,
+                  realtime=not args.fast)
     print(f"wrote {path}")
     return 0
 

@@ -341,3 +341,12 @@ def test_q2l_overlay_and_strip_follow_the_selected_tag(qtbot, open_window, q2l_c
     qtbot.waitUntil(lambda: strip.tag == snap.tags[other], timeout=3000)
     np.testing.assert_allclose(spec.overlay_weights, norm(att.weights[other].astype(np.float64)), atol=1e-6)
     np.testing.assert_allclose(strip.values, att.weights[other], atol=1e-7)
+
+    # A click on a taggram row selects that row's tag too (rows are the bars' rows).
+    gram = window.view.taggram.plot
+    row = 5
+    t_mid = float(np.mean(gram.vb.viewRange()[0]))
+    x, y = to_px(window, gram, t_mid, row + 0.5)
+    vp = window.view.viewport().mapFrom(window, QtCore.QPoint(int(x), int(round(y))))
+    qtbot.mouseClick(window.view.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=vp)
+    qtbot.waitUntil(lambda: window.selected == int(window.view.bars.order[row]), timeout=3000)

@@ -128,7 +128,7 @@ def test_run_gui_end_to_end(qtbot, tmp_path):
 def test_screenshot_script_renders_the_real_window(tmp_path):
     from rt_tagger.gui.screenshot import render
 
-    path = render(PIANO, tmp_path / "gui.png", size=(1200, 700))
+    path = render(PIANO, tmp_path / "gui.png", size=(1200, 700), realtime=False)
     img = QtGui.QImage(str(path))
     assert (img.width(), img.height()) == (1200, 700)
     assert rt_threads() == []
