@@ -56,6 +56,10 @@ def test_gui_on_a_live_device_tags_what_is_played(tmp_path):
     if env is None:
         pytest.skip("no PulseAudio server (run .ci/start_pulseaudio.sh)")
     env["QT_QPA_PLATFORM"] = "offscreen"
+    probe = subprocess.run([sys.executable, "-c", "import rt_tagger.gui_launch"], env=env,
+                           capture_output=True)
+    if probe.returncode != 0:  # subprocesses import the installed package (see conftest)
+        pytest.skip("the installed rt_tagger predates the GUI: reinstall it (pip install .)")
     out = tmp_path / "live.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "rt_tagger", "--gui", "--device", "pulse",
                              "--jsonl", str(out)], env=env, stdout=subprocess.PIPE,
