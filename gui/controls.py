@@ -106,8 +106,8 @@ class ControlPanel(QtWidgets.QWidget):
                 for label, data in entries:
                     combo.addItem(label, data)
                 combo.setCurrentIndex(max(0, combo.findData(current)))
-            self.hop.setMaximum(max(chunk_seconds, 0.05))
             hop = settings.hop if not isinstance(settings.hop, str) else chunk_seconds
+            self.hop.setMaximum(max(chunk_seconds, float(hop), 0.05))
             self.hop.setValue(float(hop))
             self.horizon.setValue(float(settings.horizon))
             self.threshold.setValue(settings.threshold or 0.0)

@@ -7,6 +7,8 @@ the same order (y-linked). Every update is whole-array numpy + one ``setImage``/
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .qt import QtCore, QtGui, pg
@@ -17,6 +19,7 @@ OVERLAY = (0, 235, 255)  # cyan over the inferno spectrogram
 OVERLAY_ALPHA = 170  # alpha at the chunk's highest attention
 THRESHOLD = (230, 40, 40)
 TAGGRAM_MIN_TOP = 0.25  # taggram colour scale: 0 to max(this, the largest probability shown)
+SCROLL_STEP = 0.5  # seconds the time axes advance at once
 LEVELS_FRAMES = 30  # spectrogram colour levels follow the last ~30 s, updated every 30 frames
 
 
@@ -32,10 +35,14 @@ def _fixed(plot: pg.PlotItem) -> None:
         plot.getAxis(name).enableAutoSIPrefix(False)
 
 
-def visible_span(t_end: float, span: float, minimum: float = 10.0) -> tuple[float, float]:
-    """The scrolling time window: the last ``span`` seconds, at least ``minimum`` wide."""
-    lo = max(0.0, t_end - span)
-    return lo, max(t_end, lo + minimum)
+def visible_span(t_end: float, span: float, minimum: float = 10.0,
+                 step: float = SCROLL_STEP) -> tuple[float, float]:
+    """The scrolling time window: the last ``span`` seconds, at least ``minimum`` wide. The
+    right edge moves in ``step`` seconds (the axes are redrawn twice a second, not per frame;
+    the newest frames fill the last step as they come)."""
+    end = math.ceil(t_end / step - 1e-9) * step
+    lo = max(0.0, end - span)
+    return lo, max(end, lo + minimum)
 
 
 class Spectrogram:
@@ -60,6 +67,7 @@ class Spectrogram:
         self._att_key = None
         self._levels: tuple[float, float] | None = None
         self._levels_at = 0
+        self._range = None
         self._title = ""
         self._att = None  # keeps the drawn overlay alive so its id() stays unique
 
@@ -77,9 +85,11 @@ class Spectrogram:
             self.image.setImage(mel, autoLevels=False, levels=self._levels)
             n, m = mel.shape
             self.image.setRect(_rect(snap.logmel_t0, 0, n * snap.frame_seconds, m))
-            self.plot.setXRange(*visible_span(snap.logmel_t0 + n * snap.frame_seconds, self.span),
-                                padding=0)
-            self.plot.setYRange(0, m, padding=0)
+            xr = visible_span(snap.logmel_t0 + n * snap.frame_seconds, self.span)
+            if (xr, m) != self._range:
+                self._range = (xr, m)
+                self.plot.setXRange(*xr, padding=0)
+                self.plot.setYRange(0, m, padding=0)
         self.set_attention(snap.attention, tag_index, mel.shape[1])
         title = "log-mel spectrogram" + {None: "", "cls": ", [CLS] attention (cyan)",
                                          "per_tag": ", the tag's cross-attention (cyan)"}[
@@ -274,7 +284,8 @@ class LiveView(pg.GraphicsLayoutWidget):
 
     def reset(self) -> None:
         """Forget what was drawn (a new session starts from scratch)."""
-        self.spectrogram._key = self.spectrogram._att_key = self.spectrogram._levels = None
+        sp = self.spectrogram
+        sp._key = sp._att_key = sp._levels = sp._range = None
         self.taggram._key = None
         self.bars._tags = None
         self.strip.set_message("contribution: waiting for the first chunk")

