@@ -132,3 +132,18 @@ def test_screenshot_script_renders_the_real_window(tmp_path):
     img = QtGui.QImage(str(path))
     assert (img.width(), img.height()) == (1200, 700)
     assert rt_threads() == []
+
+
+def test_pyside6_6_12_is_refused_with_one_clear_line(monkeypatch):
+    import PySide6
+
+    from rt_tagger.errors import RtTaggerError
+    from rt_tagger.gui import qt
+
+    monkeypatch.delenv("PYQTGRAPH_QT_LIB", raising=False)
+    assert qt._binding() == "PySide6"  # the pinned version here (< 6.12) is accepted
+    monkeypatch.setattr(PySide6, "__version_info__", (6, 12, 0, "", ""))
+    monkeypatch.setattr(PySide6, "__version__", "6.12.0")
+    with pytest.raises(RtTaggerError, match=r"PySide6 6\.12\.0 leaks .*PySide6-Essentials<6\.12") as e:
+        qt._binding()
+    assert "\n" not in str(e.value)
