@@ -61,7 +61,8 @@ def render(source: str | os.PathLike[str], out: str | os.PathLike[str], *, model
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rt_tagger.gui.screenshot", description=__doc__.splitlines()[0])
-    p.add_argument("source", nargs="?", default=str(DEFAULT_CLIP))
+    p.add_argument("source", nargs="?", default=str(DEFAULT_CLIP),
+                   help="audio file (default: the drum test clip, else the synthesised demo clip)")
     p.add_argument("--output", "-o", default="docs/images/gui.png")
     p.add_argument("--model", "-m", default=None)
     p.add_argument("--backend", default="auto")
@@ -69,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fast", action="store_true", help="do not pace the clip like a live input")
     args = p.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if args.source == str(DEFAULT_CLIP) and not DEFAULT_CLIP.is_file():  # installed: no tests/
+        import tempfile
+
+        from rt_tagger.demo import write_demo_clip
+
+        args.source = str(write_demo_clip(Path(tempfile.mkdtemp(prefix="rt-tagger-")) / "demo.wav"))
     path = render(args.source, args.output, model=args.model, backend=args.backend, tag=args.tag,
                   realtime=not args.fast)
     print(f"wrote {path}")
