@@ -40,7 +40,8 @@ _END = object()
 class Pipeline:
     def __init__(self, engine, source: Source, aggregator: Aggregator, *, hop_units: int,
                  max_queue: int = 8, logmel_backend: str = "native", record: str | None = None,
-                 cond: threading.Condition | None = None, taps: list | None = None) -> None:
+                 cond: threading.Condition | None = None, taps: list | None = None,
+                 out: queue.Queue | None = None) -> None:
         ck = engine.checkpoint
         self.engine = engine
         self.source = source
@@ -55,7 +56,7 @@ class Pipeline:
         self._logmel_backend = logmel_backend
         self._record_path = record
         self._record = None
-        self._out: queue.Queue = queue.Queue()
+        self._out: queue.Queue = queue.Queue() if out is None else out
         self._chunks: collections.deque[tuple[Chunk, float]] = collections.deque()
         self._cond = cond or threading.Condition()
         self.taps = list(taps or [])

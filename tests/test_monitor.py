@@ -181,10 +181,11 @@ def test_three_live_sources_alarms_and_stream_reconnect(tagger, tmp_path):
                and s["top"] for s in src.values())
 
 
-def test_batched_inference_across_sources_equals_tagging_each_alone(tagger, tmp_path):
-    paths = [DATA / MUSIC_CLIPS[0], DATA / MUSIC_CLIPS[2]]
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batched_inference_across_sources_equals_tagging_each_alone(tagger, tmp_path, workers):
+    paths = [DATA / MUSIC_CLIPS[0], DATA / MUSIC_CLIPS[2], DATA / MUSIC_CLIPS[1]][: workers + 1]
     specs = [SourceSpec(f"s{i}", f"file:{p}", realtime=False) for i, p in enumerate(paths)]
-    mon = Monitor(tagger, specs)
+    mon = Monitor(tagger, specs, workers=workers)
     with mon:
         mon.start()
         msgs = collect(mon, lambda m, o: None, timeout=60)
@@ -196,9 +197,12 @@ def test_batched_inference_across_sources_equals_tagging_each_alone(tagger, tmp_
         got = np.stack([r[3] for r in sorted(pipes[f"s{i}"].taggram, key=lambda r: r[0])])
         np.testing.assert_allclose(got, tagger.tag_file(path).taggram, atol=1e-5)
         ref = LoudnessMeter(SR)
-        ref.push(load_music(MUSIC_CLIPS[0] if i == 0 else MUSIC_CLIPS[2]))
+        ref.push(load_music(path.name))
         assert taps[f"s{i}"].meter.integrated() == pytest.approx(ref.integrated(), abs=1e-6)
-    assert sum(m["type"] == "summary" for _, m in msgs) == 2
+    assert sum(m["type"] == "summary" for _, m in msgs) == len(paths)
+    for i in range(len(paths)):  # each aggregator saw its chunks in order
+        ts = [m["t"] for _, m in msgs if m["type"] == "update" and m["source"] == f"s{i}"]
+        assert ts == sorted(ts) and len(ts) == len(pipes[f"s{i}"].taggram)
 
 
 def test_restart_one_source_while_the_other_runs(tagger, tmp_path):

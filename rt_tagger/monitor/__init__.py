@@ -7,7 +7,7 @@ _EXPORTS = {
     "AlarmConfig": "alarms", "Alarms": "alarms", "MeterTap": "alarms",
     "MonitorConfig": "config", "load_config": "config",
     "LoudnessMeter": "loudness", "k_weighting": "loudness",
-    "Monitor": "runner", "SourceSnapshot": "runner", "SourceSpec": "runner",
+    "Monitor": "runner", "SourceSnapshot": "spec", "SourceSpec": "spec",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -2,9 +2,10 @@
 
 Each source gets its own pipeline (ring, feature thread with log-mel and chunker, aggregator)
 plus a :class:`~rt_tagger.monitor.alarms.MeterTap` (loudness and alarms). The pipelines are
-started without their own inference thread: one shared thread takes the waiting chunks of
-every source (round-robin, up to the engine's ``max_batch``), runs them as one batch and hands
-each pipeline its rows back. N sources therefore cost one model, one set of engine threads and
+started without their own inference thread: one shared thread (or ``workers`` of them, which
+split what waits) takes the waiting chunks of every source (round-robin, up to the engine's
+``max_batch``), runs them as one batch and hands each pipeline its rows back; a source's chunks
+are never in two workers at once, so each aggregator sees them in order. N sources therefore cost one model, one set of engine threads and
 far fewer, larger engine calls instead of N processes.
 
 A source that fails (a stream that gave up reconnecting, a device that cannot be reopened) is
@@ -15,66 +16,28 @@ from __future__ import annotations
 
 import collections
 import queue
-import re
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 
 from ..errors import ConfigError, RtTaggerError
-from .alarms import AlarmConfig, MeterTap
+from .alarms import MeterTap
+from .spec import SourceSnapshot, SourceSpec
 
-KINDS = ("device", "file", "url")
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+__all__ = ["Monitor", "SourceSnapshot", "SourceSpec"]
 
+class _SignalQueue(queue.Queue):
+    """A queue that sets ``signal`` on every put, so one reader can wait for many queues."""
 
-@dataclass
-class SourceSpec:
-    """One monitored source: ``name`` and ``target`` (``device:NAME``, ``file:PATH``,
-    ``url:URL``). Files are paced in real time unless ``realtime`` is False."""
+    def __init__(self, signal: threading.Event) -> None:
+        super().__init__()
+        self.signal = signal
 
-    name: str
-    target: str
-    realtime: bool = True
-    channel: int | None = None
-    alarms: AlarmConfig = field(default_factory=AlarmConfig)
-
-    def __post_init__(self) -> None:
-        if not NAME_RE.match(self.name):
-            raise ConfigError(f"source name {self.name!r} must be 1-64 letters, digits, '_', '.' or '-'")
-        kind = self.target.partition(":")[0]
-        if kind not in KINDS:
-            raise ConfigError(f"source {self.name!r}: {self.target!r} must start with "
-                              f"device:, file: or url:")
-
-    @property
-    def kind(self) -> str:
-        return self.target.partition(":")[0]
-
-    @classmethod
-    def parse(cls, text: str, **kw) -> "SourceSpec":
-        """``NAME=KIND:TARGET`` (the ``--source`` option)."""
-        name, eq, target = text.partition("=")
-        if not eq or not name.strip() or not target.strip():
-            raise ConfigError(f"--source must look like NAME=device:DEV, NAME=file:PATH or "
-                              f"NAME=url:URL, got {text!r}")
-        return cls(name.strip(), target.strip(), **kw)
-
-
-@dataclass
-class SourceSnapshot:
-    """What the GUI and the HTTP status show for one source (a copy, safe from any thread)."""
-
-    name: str
-    target: str
-    state: str
-    restarts: int
-    error: str | None
-    loudness: dict
-    alarms: list[str]
-    tags: object | None  # rt_tagger.aggregator.Snapshot of the current pipeline
+    def put(self, item, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self.signal.set()
 
 
 class _Slot:
@@ -88,15 +51,19 @@ class _Slot:
         self.closed = True  # no messages will come from self.pipe
         self.finished = False  # the shared thread has sent this pipe's summary
         self.restart_at: float | None = None
+        self.inflight = False  # an inference worker holds chunks of this source
 
 
 class Monitor:
     """Runs ``sources`` on ``tagger``'s engine. Iterate :meth:`messages` (or :meth:`poll`)."""
 
     def __init__(self, tagger, sources: list[SourceSpec], *, max_queue: int = 8,
-                 restart_delay: float | None = 30.0, recent_events: int = 100) -> None:
+                 restart_delay: float | None = 30.0, recent_events: int = 100,
+                 workers: int = 1) -> None:
         if not sources:
             raise ConfigError("no sources to monitor")
+        if not (isinstance(workers, int) and workers >= 1):
+            raise ConfigError(f"inference workers must be an integer >= 1, got {workers!r}")
         names = [s.name for s in sources]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -107,10 +74,14 @@ class Monitor:
         self.restart_delay = restart_delay
         self._slots = {s.name: _Slot(s) for s in sources}
         self._cond = threading.Condition()
-        self._out: queue.Queue = queue.Queue()
+        self._wake = threading.Event()  # set whenever any message is queued anywhere
+        self._out: queue.Queue = _SignalQueue(self._wake)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._rr = 0
+        self._ending = False
+        self.workers = workers
+        self._idle = workers
+        self._threads: list[threading.Thread] = []
         self.events: collections.deque[dict] = collections.deque(maxlen=recent_events)
         self.batches: collections.Counter[int] = collections.Counter()  # batch size -> count
 
@@ -138,9 +109,10 @@ class Monitor:
         if errors:
             self.stop()
             raise errors[0]
-        self._thread = threading.Thread(target=self._guard, name="rt-tagger-inference-shared",
-                                        daemon=True)
-        self._thread.start()
+        for i in range(self.workers):
+            t = threading.Thread(target=self._guard, name=f"rt-tagger-inference-shared-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
 
     def _open(self, slot: _Slot) -> None:
         from ..pipeline import Pipeline
@@ -152,7 +124,7 @@ class Monitor:
         tap = MeterTap(src.sample_rate, spec.alarms, weight=weight)
         pipe = Pipeline(self.engine, src, self.tagger.make_aggregator(),
                         hop_units=self.tagger.hop_units, max_queue=self.max_queue,
-                        cond=self._cond, taps=[tap])
+                        cond=self._cond, taps=[tap], out=_SignalQueue(self._wake))
         self._out.put(self.tagger.status(src))
         pipe.start(inference=False)
         with self._cond:
@@ -168,6 +140,7 @@ class Monitor:
         slot = self._slots[name]
         with self._cond:
             old, slot.pipe, slot.closed = slot.pipe, None, True
+            slot.restart_at = time.monotonic() + 3600.0  # pending: poll() must not end meanwhile
         if old is not None:
             old.stop()
         slot.restarts += 1
@@ -193,8 +166,9 @@ class Monitor:
         for slot in self._slots.values():
             if slot.pipe is not None:
                 slot.pipe.stop()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=10)
 
     def __enter__(self) -> "Monitor":
         return self
@@ -208,9 +182,9 @@ class Monitor:
         self._out.put(msg)
 
     def _fail(self, slot: _Slot, error: str) -> None:
-        slot.state, slot.error, slot.closed = "failed", error, True
+        slot.state, slot.error, slot.closed, slot.restart_at = "failed", error, True, None
         live = slot.spec.kind in ("device", "url")
-        if live and self.restart_delay is not None and not getattr(self, "_ending", False):
+        if live and self.restart_delay is not None and not self._ending:
             slot.restart_at = time.monotonic() + self.restart_delay
             error += f"; restarting in {self.restart_delay:g} s"
         self._event(slot, {"type": "event", "event": "source_state", "t": 0.0, "state": "failed",
@@ -221,10 +195,14 @@ class Monitor:
         once every source has ended (and none waits for a restart)."""
         deadline = time.monotonic() + timeout
         while True:
+            self._wake.clear()  # before looking, so a message queued meanwhile wakes us
             now = time.monotonic()
             for slot in self._slots.values():
                 if slot.restart_at is not None and now >= slot.restart_at and not self._stop.is_set():
-                    self.restart(slot.spec.name, reason=f"automatic restart after: {slot.error}")
+                    slot.restart_at = now + 3600.0  # pending; _open or _fail sets it again
+                    # In the background: reopening a stream can block for its connect timeout.
+                    threading.Thread(target=self.restart, daemon=True, name="rt-tagger-restart",
+                                     args=(slot.spec.name, f"automatic restart after: {slot.error}")).start()
             try:
                 msg = self._out.get_nowait()
             except queue.Empty:
@@ -238,9 +216,10 @@ class Monitor:
                 return msg
             if all(s.closed and s.restart_at is None for s in self._slots.values()) and self._out.empty():
                 raise StopIteration
-            if time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return None
-            time.sleep(0.005)
+            self._wake.wait(min(remaining, 0.05))
 
     def _poll_pipes(self) -> dict | None:
         slots = list(self._slots.values())
@@ -294,30 +273,47 @@ class Monitor:
         eng = self.engine
         while not self._stop.is_set():
             with self._cond:
-                work, finish = self._collect(eng.max_batch)
+                # Several workers split what waits; a source whose chunks are in flight waits
+                # for them, so every aggregator still sees its chunks in order.
+                waiting = sum(len(s.pipe._chunks) for s in self._slots.values()
+                              if s.pipe is not None and not s.inflight)
+                share = max(1, -(-waiting // self._idle)) if self._idle > 1 else eng.max_batch
+                work, finish = self._collect(min(eng.max_batch, share))
                 if not work and not finish:
                     self._cond.wait(0.1)
                     continue
+                self._idle -= 1
+                for slot, _, _ in work:
+                    slot.inflight = True
                 self._cond.notify_all()  # room in the queues for offline producers
-            for pipe in finish:
-                pipe.finish()
-            if not work:
-                continue
-            chunks = [c for _, batch in work for c in batch]
-            out = eng.run(np.stack([c.data for c, _ in chunks]))
-            done = time.perf_counter()
-            self.batches[len(chunks)] += 1
-            i = 0
-            for pipe, batch in work:
-                k = len(batch)
-                att = None if out.attention is None else out.attention[i : i + k]
-                pipe.fold(batch, out.probs[i : i + k], att, done)
-                i += k
+            try:
+                for pipe in finish:
+                    pipe.finish()
+                if work:
+                    self._run(eng, work)
+            finally:
+                with self._cond:
+                    self._idle += 1
+                    for slot, _, _ in work:
+                        slot.inflight = False
+                    self._cond.notify_all()
+
+    def _run(self, eng, work) -> None:
+        chunks = [c for _, _, batch in work for c in batch]
+        out = eng.run(np.stack([c.data for c, _ in chunks]))
+        done = time.perf_counter()
+        self.batches[len(chunks)] += 1
+        i = 0
+        for _, pipe, batch in work:
+            k = len(batch)
+            att = None if out.attention is None else out.attention[i : i + k]
+            pipe.fold(batch, out.probs[i : i + k], att, done)
+            i += k
 
     def _collect(self, limit: int):
         """Round-robin over the sources, one chunk at a time, up to ``limit`` chunks."""
         active = [s for s in self._slots.values() if s.pipe is not None and not s.finished
-                  and not s.pipe._stop.is_set()]
+                  and not s.inflight and not s.pipe._stop.is_set()]
         if active:
             r = self._rr % len(active)
             active = active[r:] + active[:r]
@@ -330,7 +326,7 @@ class Monitor:
                     break
                 got = s.pipe.take_chunks(1)
                 if got:
-                    taken.setdefault(id(s.pipe), (s.pipe, []))[1].extend(got)
+                    taken.setdefault(id(s.pipe), (s, s.pipe, []))[2].extend(got)
                     total += 1
                     progress = True
             if not progress:
