@@ -204,15 +204,14 @@ def cmd_explain(argv: list[str]) -> int:
     p.add_argument("--topk", type=int, default=3)
     p.add_argument("--concat", action="store_true", help="concatenate the files, as in the paper")
     p.add_argument("--model", "-m", default=None)
-    p.add_argument("--backend", default="torch")
     p.add_argument("--output", "-o", default="explain.png")
     args = p.parse_args(argv)
     from .explain import explain_file
     from .tagger import DEFAULT_MODEL
 
-    out = explain_file(args.files, args.output, model=args.model or DEFAULT_MODEL, tags=args.tag,
-                       topk=args.topk, concat=args.concat)
-    print(f"wrote {out}")
+    layout = explain_file(args.files, args.output, model=args.model or DEFAULT_MODEL, tags=args.tag,
+                          topk=args.topk, concat=args.concat)
+    print(f"wrote {layout.path} ({', '.join(layout.order)})")
     return 0
 
 

@@ -116,3 +116,17 @@ def test_models_and_help_are_quick():
     p = run("--help")
     assert p.returncode == 0 and "--device" in p.stdout and "--list-devices" in p.stdout
     assert time.perf_counter() - t < 20  # heavy backends load lazily
+
+
+def test_explain_writes_the_figure(tmp_path):
+    out = tmp_path / "fig.png"
+    p = run("explain", str(DATA / MUSIC_CLIPS[0]), str(DATA / MUSIC_CLIPS[2]), "--concat",
+            "--tag", "piano", "--tag", "drums", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "probability: piano" in p.stdout and "probability: drums" in p.stdout
+    import matplotlib.image
+
+    img = matplotlib.image.imread(out)
+    assert img.shape[0] > 200 and img.shape[1] > 600 and img[..., :3].std() > 0.05
+    bad = run("explain", str(DATA / MUSIC_CLIPS[0]), "--tag", "kazoo", "-o", str(out))
+    assert bad.returncode == 2 and bad.stderr.startswith("rt-tagger: unknown tag 'kazoo'")
