@@ -57,22 +57,29 @@ def chunks(engine, batch: int) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((batch, *engine.input_shape)).astype(np.float32)
 
 
-def interleaved(engines: dict, runs: int, warmup: int, batch: int = 1, block: int = 10,
-                attention: bool | None = None) -> dict[str, np.ndarray]:
-    """Seconds per ``engine.run`` call for each engine, measured in alternating blocks of
-    ``block`` calls so that load from other processes hits every backend alike."""
-    xs = {k: chunks(e, batch) for k, e in engines.items()}
-    for k, e in engines.items():
+def interleaved(cases: dict, runs: int, warmup: int, batch: int = 1,
+                block: int = 10) -> dict[object, tuple[np.ndarray, np.ndarray]]:
+    """Time ``engine.run`` for each case ``key -> (engine, attention)``, in alternating blocks
+    of ``block`` calls so that load from other processes hits every case alike.
+
+    Returns ``key -> (wall seconds, CPU seconds of the calling thread)`` per call. With one
+    intra-op thread both backends compute on the calling thread, so its CPU time is what the
+    call costs on an idle core, whatever else the machine is doing.
+    """
+    xs = {k: chunks(e, batch) for k, (e, _) in cases.items()}
+    for k, (e, att) in cases.items():
         for _ in range(warmup):
-            e.run(xs[k], attention=attention)
-    times: dict[str, list[float]] = {k: [] for k in engines}
-    while any(len(t) < runs for t in times.values()):
-        for k, e in engines.items():
-            for _ in range(min(block, runs - len(times[k]))):
-                t0 = time.perf_counter()
-                e.run(xs[k], attention=attention)
-                times[k].append(time.perf_counter() - t0)
-    return {k: np.asarray(t) for k, t in times.items()}
+            e.run(xs[k], attention=att)
+    wall: dict[object, list[float]] = {k: [] for k in cases}
+    cpu: dict[object, list[float]] = {k: [] for k in cases}
+    while any(len(t) < runs for t in wall.values()):
+        for k, (e, att) in cases.items():
+            for _ in range(min(block, runs - len(wall[k]))):
+                c0, t0 = time.thread_time(), time.perf_counter()
+                e.run(xs[k], attention=att)
+                wall[k].append(time.perf_counter() - t0)
+                cpu[k].append(time.thread_time() - c0)
+    return {k: (np.asarray(wall[k]), np.asarray(cpu[k])) for k in cases}
 
 
 def machine() -> str:
@@ -107,22 +114,26 @@ def measure(args: argparse.Namespace, backends: list[str], precision: str = "fp3
             opts = dict(cache=args.cache or tmp, precision=precision, max_batch=16, device=device)
             # Latency: 1 thread. torch's thread count is process-wide, so set it for both phases.
             engines = {b: create_engine(ckpt, b, threads=1, **opts) for b in backends}
-            lat = interleaved(engines, args.runs, args.warmup)
             first = next(iter(engines.values()))
-            noatt = (interleaved(engines, args.runs // 2, args.warmup, attention=False)
-                     if first.supports_attention else {})
+            cases = {(b, None): (e, None) for b, e in engines.items()}
+            if first.supports_attention:  # logits only, interleaved with the full calls
+                cases.update({(b, False): (e, False) for b, e in engines.items()})
+            lat = interleaved(cases, args.runs, args.warmup)
             for e in engines.values():
                 e.close()
             engines = {b: create_engine(ckpt, b, threads=args.threads, **opts) for b in backends}
-            thr = interleaved(engines, args.batch_runs, 2, batch=16, block=1)
+            thr = interleaved({b: (e, None) for b, e in engines.items()}, args.batch_runs, 2,
+                              batch=16, block=1)
             for b, e in engines.items():
                 e.close()
+                wall, cpu = lat[(b, None)]
                 row = dict(model=name, backend=b, precision=precision, frames=first.input_length,
-                           med=float(np.median(lat[b]) * 1e3),
-                           p99=float(np.percentile(lat[b], 99) * 1e3),
-                           thr=16 / float(np.mean(thr[b])))
-                if b in noatt:
-                    row["med_noatt"] = float(np.median(noatt[b]) * 1e3)
+                           med=float(np.median(wall) * 1e3),
+                           p99=float(np.percentile(wall, 99) * 1e3),
+                           cpu=float(np.median(cpu) * 1e3),
+                           thr=16 / float(np.mean(thr[b][0])))
+                if (b, False) in lat:
+                    row["med_noatt"] = float(np.median(lat[(b, False)][1]) * 1e3)
                 print(_line(row), flush=True)
                 rows.append(row)
     return rows
@@ -131,13 +142,14 @@ def measure(args: argparse.Namespace, backends: list[str], precision: str = "fp3
 def _line(r: dict) -> str:
     noatt = f"{r['med_noatt']:.1f}" if "med_noatt" in r else "n/a"
     return (f"| {r['model']} | {r['frames']} | {r['backend']} | {r['precision']} | {r['med']:.1f} "
-            f"| {r['p99']:.1f} | {noatt} | {r['thr']:.1f} |")
+            f"| {r['p99']:.1f} | {r['cpu']:.1f} | {noatt} | {r['thr']:.1f} |")
 
 
 def table(rows: list[dict], threads: int) -> str:
     head = ("| model | frames | backend | precision | latency median (ms) | latency p99 (ms) "
-            f"| median without attention output (ms) | throughput batch 16, {threads} threads "
-            "(chunks/s) |\n|---|---|---|---|---|---|---|---|")
+            "| CPU time per chunk, median (ms) | CPU time, logits only (ms) "
+            f"| throughput batch 16, {threads} threads (chunks/s) |\n"
+            "|---|---|---|---|---|---|---|---|---|")
     return "\n".join([head, *(_line(r) for r in rows)])
 
 
