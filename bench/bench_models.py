@@ -82,6 +82,34 @@ def interleaved(cases: dict, runs: int, warmup: int, batch: int = 1,
     return {k: (np.asarray(wall[k]), np.asarray(cpu[k])) for k in cases}
 
 
+def compare_exporters(args: argparse.Namespace) -> str:
+    """Markdown table: graph size, export time and onnxruntime latency per ONNX exporter."""
+    import onnx
+
+    from rt_tagger.engines import create_engine
+    from rt_tagger.export import EXPORTERS, export_onnx
+
+    lines = ["| model | exporter | ONNX nodes | export time (s) | ORT CPU time per chunk, "
+             "median (ms) |", "|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            ckpt = checkpoint_for(name, Path(tmp))
+            cases, info = {}, {}
+            for exporter in EXPORTERS:
+                path = Path(tmp) / f"{name}-{exporter}.onnx"
+                t0 = time.perf_counter()
+                export_onnx(ckpt, path, exporter=exporter)
+                info[exporter] = (len(onnx.load(str(path)).graph.node), time.perf_counter() - t0)
+                cases[exporter] = (create_engine(path, "onnxruntime", threads=1, device="cpu"),
+                                   None)
+            lat = interleaved(cases, args.runs, args.warmup)
+            for exporter, (nodes, secs) in info.items():
+                lines.append(f"| {name} | {exporter} | {nodes} | {secs:.1f} "
+                             f"| {np.median(lat[exporter][1]) * 1e3:.1f} |")
+                print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def machine() -> str:
     import onnx
     import onnxruntime
@@ -163,6 +191,8 @@ def parse(argv: list[str] | None = None, backends: str = "torch,onnxruntime") ->
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--cache", default=None, help="engine cache dir (default: a temporary one)")
     p.add_argument("--out", default=None, help="write the markdown report here")
+    p.add_argument("--compare-exporters", action="store_true",
+                   help="instead: ONNX graph size / export time / latency per exporter")
     args = p.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
     unknown = [m for m in args.models if m not in MODELS]
@@ -177,18 +207,21 @@ def report(title: str, rows: list[dict], args: argparse.Namespace, env: str, not
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     return (f"# {title}\n\nDate: {stamp}  \nCommand: `{cmd}`  \nMachine: {env}; "
             f"load average at end {load}\n\n"
-            f"{table(rows, args.threads)}\n\n{notes}\n")
+            f"{table(rows, args.threads) + chr(10) * 2 if rows else ''}{notes}\n")
 
 
 NOTES = """\
-Latency: `engine.run` on one chunk (batch 1) with 1 intra-op thread; median and p99 over the
-runs after warm-up, the backends of one model measured in alternating blocks of 10 calls; includes input validation and the sigmoid, and for attention models the
-attention maps (the GUI needs them); the next column asks for logits only. Throughput: batches
-of 16 chunks through `engine.run`. spec_att runs with random weights (speed does not depend on
-them); musicnn with the converted MTAT weights. ONNX graphs come from `rt_tagger.export`
-(torch.export-based exporter, opset 18), onnxruntime with all graph optimisations, sequential
-execution and no thread spinning. Both backends run on the same machine in the same process;
-other processes on the machine add noise (see the load average).
+Latency: `engine.run` on one chunk (batch 1) with 1 intra-op thread, median and p99 wall time
+over the runs after warm-up; the backends of one model (and, for attention models, the calls
+with and without attention output) are measured in alternating blocks of 10 calls. A call
+includes input validation, inference and the sigmoid, and for attention models the attention
+maps (the GUI needs them). CPU time is that of the calling thread, which does all the work with
+1 intra-op thread: it is what a call costs on an idle core, so it stays meaningful while other
+processes load the machine (wall-time p99 does not). "Logits only" asks for no attention output.
+Throughput: batches of 16 chunks through `engine.run`, wall time. spec_att runs with random
+weights (speed does not depend on them); musicnn with the converted MTAT weights. ONNX graphs
+come from `rt_tagger.export` (torch.export-based exporter, opset 18); onnxruntime runs with all
+graph optimisations, sequential execution, no thread spinning.
 """
 
 
@@ -196,6 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     env = machine()
     print(env, flush=True)
+    if args.compare_exporters:  # a section appended to --out
+        text = report("ONNX exporters: torch.export-based (dynamo) vs legacy TorchScript-based",
+                      [], args, env, compare_exporters(args)).replace("# ", "## ", 1)
+        print(text)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write("\n" + text)
+        return 0
     rows = measure(args, [b for b in args.backends.split(",") if b])
     text = report("Model latency and throughput: torch eager vs onnxruntime (CPU)", rows, args,
                   env, NOTES)
