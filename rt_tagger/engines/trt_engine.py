@@ -151,7 +151,7 @@ class TensorRTEngine(Engine):
         size = next(b for b in self.batch_sizes if b >= n)  # n <= max_batch == batch_sizes[-1]
         if size > n:
             x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), dtype=x.dtype)])
-        with torch.inference_mode():
+        with torch.no_grad():  # what torch-tensorrt documents for running compiled programs
             t = torch.from_numpy(x).to(self._dev, self._dtype)
             out = self._programs[size](t)
             if self.supports_attention:
