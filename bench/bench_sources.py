@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-MODES = ("shared-1w", "shared-2w", "separate")
+MODES = ("shared-1w-b16", "shared-1w", "shared-2w", "separate")
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 CLIPS = sorted(DATA.glob("render_*.flac"))
@@ -45,7 +45,8 @@ def make_files(n: int, seconds: float, d: Path) -> list[Path]:
 
 
 # ---- workers (run in their own process) -----------------------------------------------------
-def worker(mode: str, files: list[str], model: str, threads: int, hop: float, workers: int) -> dict:
+def worker(mode: str, files: list[str], model: str, threads: int, hop: float, workers: int,
+           batch: int | None) -> dict:
     from rt_tagger.tagger import Tagger
 
     t_load = time.perf_counter()
@@ -60,7 +61,7 @@ def worker(mode: str, files: list[str], model: str, threads: int, hop: float, wo
         from rt_tagger.monitor import Monitor, SourceSpec
 
         specs = [SourceSpec(f"s{i}", f"file:{f}") for i, f in enumerate(files)]
-        with Monitor(tagger, specs, workers=workers) as mon:
+        with Monitor(tagger, specs, workers=workers, batch=batch) as mon:
             mon.start()
             msgs = list(mon.messages())
             batches = dict(mon.batches)
@@ -85,9 +86,10 @@ def worker(mode: str, files: list[str], model: str, threads: int, hop: float, wo
             "overruns": overruns, "batches": batches}
 
 
-def spawn(mode: str, files: list[Path], args, workers: int = 1) -> subprocess.Popen:
+def spawn(mode: str, files: list[Path], args, workers: int = 1, batch: int | None = None) -> subprocess.Popen:
     cmd = [sys.executable, __file__, "--worker", mode, "--model", args.model, "--threads",
-           str(args.threads), "--hop", str(args.hop), "--workers", str(workers), *map(str, files)]
+           str(args.threads), "--hop", str(args.hop), "--workers", str(workers),
+           *(["--batch", str(batch)] if batch else []), *map(str, files)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
 
@@ -95,7 +97,9 @@ def spawn(mode: str, files: list[Path], args, workers: int = 1) -> subprocess.Po
 def run_config(mode: str, files: list[Path], args) -> dict:
     load0 = os.getloadavg()[0]
     if mode.startswith("shared"):
-        procs = [spawn("shared", files, args, workers=int(mode.split("-")[1][0]))]
+        parts = mode.split("-")
+        batch = int(parts[2][1:]) if len(parts) > 2 else None
+        procs = [spawn("shared", files, args, workers=int(parts[1][0]), batch=batch)]
     else:
         procs = [spawn("single", [f], args) for f in files]
     res = []
@@ -134,10 +138,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="engine threads per process")
     p.add_argument("--hop", type=float, default=0.5)
     p.add_argument("--workers", type=int, default=1, help="(worker) shared inference threads")
+    p.add_argument("--batch", type=int, default=None, help="(worker) most chunks per engine call")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.files, args.model, args.threads, args.hop, args.workers)))
+        print(json.dumps(worker(args.worker, args.files, args.model, args.threads, args.hop, args.workers,
+                                args.batch)))
         return
     rows = []
     with tempfile.TemporaryDirectory() as d:
@@ -146,7 +152,7 @@ def main() -> None:
             for mode in MODES:
                 r = run_config(mode, files[:n], args)
                 rows.append((n, mode, r))
-                print(f"N={n} {mode:9s} CPU {r['cpu_pct']:6.1f}%  latency p50 {r['p50']:7.1f} ms "
+                print(f"N={n} {mode:13s} CPU {r['cpu_pct']:6.1f}%  latency p50 {r['p50']:7.1f} ms "
                       f"p99 {r['p99']:7.1f} ms  updates {r['updates']}  dropped {r['dropped']}  "
                       f"overruns {r['overruns']}  RSS {r['rss_mb']:.0f} MB  batch {r['mean_batch']:.2f}  "
                       f"load {r['loadavg']:.1f}",
@@ -170,8 +176,10 @@ def write_md(path: Path, rows, args) -> None:
         f"Each source: a {args.seconds:g} s music file paced in real time (`file:` source, realtime), "
         f"model `{args.model}` on the auto backend with {args.threads} engine thread(s) per process, "
         f"hop {args.hop:g} s. **shared-1w** = `rt_tagger.monitor.Monitor`: N pipelines, one engine, "
-        "one inference thread that batches the waiting chunks of all sources into one engine "
-        "call; **shared-2w** = the same with two inference threads sharing the engine "
+        "one inference thread taking the waiting chunks of all sources round-robin, one chunk "
+        "per engine call (the default on CPU); **shared-1w-b16** = the same, batching up to 16 "
+        "waiting chunks into one call (the default on GPU); **shared-2w** = two inference "
+        "threads sharing the engine, one chunk per call "
         "(`--inference-workers 2`), so one process can use both cores; **separate** = N concurrent "
         "processes, one `Tagger.stream` each. CPU = CPU time of all threads of all processes "
         "during the streaming phase / wall time (100 % = one core; model loading excluded); "

@@ -185,7 +185,7 @@ def test_three_live_sources_alarms_and_stream_reconnect(tagger, tmp_path):
 def test_batched_inference_across_sources_equals_tagging_each_alone(tagger, tmp_path, workers):
     paths = [DATA / MUSIC_CLIPS[0], DATA / MUSIC_CLIPS[2], DATA / MUSIC_CLIPS[1]][: workers + 1]
     specs = [SourceSpec(f"s{i}", f"file:{p}", realtime=False) for i, p in enumerate(paths)]
-    mon = Monitor(tagger, specs, workers=workers)
+    mon = Monitor(tagger, specs, workers=workers, batch=16)  # offline: queues fill, batches form
     with mon:
         mon.start()
         msgs = collect(mon, lambda m, o: None, timeout=60)

@@ -24,6 +24,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--inference-workers", dest="workers", type=int, default=1, metavar="N",
                    help="threads sharing the engine across sources (default 1; 2 on 2+ cores "
                         "with --threads 1 lowers latency for many sources)")
+    g.add_argument("--inference-batch", dest="batch", type=int, default=None, metavar="N",
+                   help="most chunks (of all sources) per engine call (default: 1 on CPU, "
+                        "the engine's max batch on GPU)")
     for dest, flag, text in ALARM_FLAGS:
         g.add_argument(flag, dest=dest, type=float, default=None, help=text)
 
@@ -95,7 +98,8 @@ def run_monitor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             if hasattr(sink, "close"):
                 sink.close()
         raise
-    mon = Monitor(tagger, sources, restart_delay=getattr(o, "restart_delay", 30.0), workers=o.workers)
+    mon = Monitor(tagger, sources, restart_delay=getattr(o, "restart_delay", 30.0), workers=o.workers,
+                  batch=o.batch)
     server = None
     interrupted = ending = False
     reached: set[str] = set()

@@ -36,7 +36,7 @@ OPTIONS = {
     "threshold": (float, int), "aggregation": str, "horizon": (float, int),
     "min_duration": (float, int), "jsonl": str, "osc": str, "http": (str, int),
     "event_log": str, "event_log_max_bytes": int, "event_log_backups": int,
-    "restart_delay": (float, int), "duration": (float, int), "quiet": bool, "workers": int,
+    "restart_delay": (float, int), "duration": (float, int), "quiet": bool, "workers": int, "batch": int,
 }
 SOURCE_KEYS = {"input": str, "realtime": bool, "channel": int}
 
