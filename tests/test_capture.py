@@ -10,44 +10,27 @@ chunk probabilities equal offline tagging of the same file placed at that lag.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from pulse import SKIP_REASON, pulse_env as find_pulse
 from signals import DATA
 
 pytestmark = pytest.mark.audio_device
 CLIP = DATA / "render_piano_monteverdi_12s.flac"  # not periodic: one clear lag
-ENV_FILE = Path("/tmp/rt-tagger-pulse.env")
-
-
-def _pulse_env() -> dict[str, str] | None:
-    env = dict(os.environ)
-    if ENV_FILE.exists():
-        for line in ENV_FILE.read_text().splitlines():
-            if line.startswith("export ") and "=" in line:
-                k, v = line[len("export "):].split("=", 1)
-                env.setdefault(k, v)
-    if not shutil.which("pactl") or not shutil.which("paplay"):
-        return None
-    ok = subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0
-    return env if ok else None
 
 
 @pytest.fixture(scope="module")
 def pulse_env():
-    env = _pulse_env()
+    env = find_pulse()
     if env is None:
-        pytest.skip("no PulseAudio server (run .ci/start_pulseaudio.sh; needs pulseaudio, "
-                    "pulseaudio-utils, libasound2-plugins, libportaudio2)")
+        pytest.skip(SKIP_REASON)
     return env
 
 

@@ -6,8 +6,6 @@ tags it, Ctrl-C closes the window and stops capture (exit status 130, JSONL comp
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,23 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from pulse import pulse_env
+
 pytestmark = pytest.mark.audio_device
 DATA = Path(__file__).parent / "data"
 CLIP = DATA / "render_drums_70bpm_12s.flac"
-ENV_FILE = Path("/tmp/rt-tagger-pulse.env")
-
-
-def pulse_env() -> dict[str, str] | None:
-    env = dict(os.environ)
-    if ENV_FILE.exists():
-        for line in ENV_FILE.read_text().splitlines():
-            if line.startswith("export ") and "=" in line:
-                k, v = line[len("export "):].split("=", 1)
-                env.setdefault(k, v)
-    if not shutil.which("pactl") or not shutil.which("paplay"):
-        return None
-    ok = subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0
-    return env if ok else None
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from rt_tagger.sinks import validate_message
 from signals import MUSIC_CLIPS, SR, load_music
-from test_capture import _pulse_env
+from pulse import pulse_env as _pulse_env
 
 
 def strings(seconds: float) -> np.ndarray:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rt_tagger.models.musicnn import MTT_TAGS
+
 from .common import Clip, DatasetError, DatasetIndex, require_files
 
 __all__ = ["ALL_TAGS", "SPLITS", "TOP50", "folder_split", "load_mtat"]
@@ -55,15 +57,9 @@ ALL_TAGS = (
     "water", "baroque", "women", "fiddle", "english",
 )
 
-#: Top-50 tags in decreasing frequency (the order of musicnn's and Won et al.'s models).
-TOP50 = (
-    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
-    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
-    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman",
-    "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice",
-    "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
-    "weird", "country", "metal", "female voice", "choral",
-)
+#: Top-50 tags in decreasing frequency: the order of musicnn's and Won et al.'s models, so
+#: musicnn's own tag list (read from its wheel) is the single source.
+TOP50 = MTT_TAGS
 
 SPLITS = ("folder", "refined", "won")
 _HINT = "download the three mp3.zip parts and annotations_final.csv from the MagnaTagATune page"
