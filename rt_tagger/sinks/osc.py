@@ -43,7 +43,7 @@ class OscSender:
         try:
             from pythonosc.udp_client import SimpleUDPClient
         except ImportError:
-            raise ConfigError("--osc needs python-osc (pip install python-osc)") from None
+            raise ConfigError("--osc needs python-osc (pip install 'rt-tagger[osc]')") from None
         self.host, self.port = parse_hostport(target)
         self.topk = topk
         self.prefix = prefix.rstrip("/")
