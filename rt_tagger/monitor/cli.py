@@ -109,6 +109,10 @@ def run_monitor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
             server = StatusServer(mon.status, str(o.http)).start()
             print(f"rt-tagger: status at {server.url}/status", file=sys.stderr)
+        if o.gui and len(sources) > 1:  # the compact one-row-per-source window
+            from ..gui_launch import run_multi_gui
+
+            return run_multi_gui(mon, sinks, topk=min(o.topk, 3))
         mon.start()
         while True:
             try:
