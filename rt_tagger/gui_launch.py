@@ -47,15 +47,44 @@ def run_gui(tagger, pipe, status: dict, *, jsonl=None) -> int:
     in the window and printed), or 130 after Ctrl-C.
     """
     gui = gui_package()
-    from rt_tagger.gui.qt import QtCore, QtWidgets
+    from rt_tagger.gui.qt import QtWidgets
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     session = gui.Session(tagger, pipe, gui.settings_of(tagger, pipe), status, jsonl)
     window = gui.LiveWindow(session)
+    try:
+        return _exec(app, window, session.start)
+    finally:
+        if jsonl is not None:
+            jsonl.close()
+
+
+def run_multi_gui(monitor, sinks=(), *, topk: int = 3) -> int:
+    """Starts ``monitor``, shows the compact one-row-per-source window until it is closed,
+    then stops every source. Messages are drained on the window's timer and handed to each
+    sink (``handle`` or ``write``). Returns 0, 1 if the shared inference failed, 130 after Ctrl-C."""
+    gui_package()
+    from rt_tagger.gui.multi import MultiWindow
+    from rt_tagger.gui.qt import QtWidgets
+
+    def out(msg: dict) -> None:
+        for sink in sinks:
+            (sink.handle if hasattr(sink, "handle") else sink.write)(msg)
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    window = MultiWindow(monitor, topk=topk, on_message=out)
+    return _exec(app, window, monitor.start)
+
+
+def _exec(app, window, start) -> int:
+    """Runs ``start()``, shows ``window`` and the Qt loop until it closes (Ctrl-C closes it),
+    then ``window.shutdown()``. Returns 0, 1 if the window recorded errors, 130 after Ctrl-C."""
+    from rt_tagger.gui.qt import QtCore
+
     interrupted: list[int] = []
     old_handler = None
     try:
-        session.start()
+        start()
         window.show()
         if threading.current_thread() is threading.main_thread():
             def on_sigint(*_: object) -> None:
@@ -65,48 +94,6 @@ def run_gui(tagger, pipe, status: dict, *, jsonl=None) -> int:
             old_handler = signal.signal(signal.SIGINT, on_sigint)
         # Python runs signal handlers only when it gets control: a timer hands it control.
         wake = QtCore.QTimer(window)
-        wake.timeout.connect(lambda: None)
-        wake.start(200)
-        app.exec()
-    finally:
-        window.shutdown()
-        if old_handler is not None:
-            signal.signal(signal.SIGINT, old_handler)
-        if jsonl is not None:
-            jsonl.close()
-    for err in window.errors:
-        print(f"rt-tagger: {err}", file=sys.stderr)
-    if interrupted:
-        return 130
-    return 1 if window.errors else 0
-
-
-def run_multi_gui(monitor, sinks=(), *, topk: int = 3) -> int:
-    """Starts ``monitor``, shows the compact one-row-per-source window until it is closed,
-    then stops every source. Messages are drained on the window's timer and handed to each
-    sink (``handle`` or ``write``). Returns 0, 1 if the shared inference failed, 130 after Ctrl-C."""
-    gui_package()
-    from rt_tagger.gui.multi import MultiWindow
-    from rt_tagger.gui.qt import QtCore, QtWidgets
-
-    def out(msg: dict) -> None:
-        for sink in sinks:
-            (sink.handle if hasattr(sink, "handle") else sink.write)(msg)
-
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    window = MultiWindow(monitor, topk=topk, on_message=out)
-    interrupted: list[int] = []
-    old_handler = None
-    try:
-        monitor.start()
-        window.show()
-        if threading.current_thread() is threading.main_thread():
-            def on_sigint(*_: object) -> None:
-                interrupted.append(1)
-                window.close()
-
-            old_handler = signal.signal(signal.SIGINT, on_sigint)
-        wake = QtCore.QTimer(window)  # hands Python control, so signal handlers run
         wake.timeout.connect(lambda: None)
         wake.start(200)
         app.exec()

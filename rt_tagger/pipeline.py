@@ -124,13 +124,7 @@ class Pipeline:
 
     def messages(self) -> Iterator[dict]:
         """Yields every message until the source ends (or :meth:`stop`); re-raises worker errors."""
-        while True:
-            try:
-                msg = self.poll()
-            except StopIteration:
-                return
-            if msg is not None:
-                yield msg
+        return drain(self.poll)
 
     def snapshot(self):
         return self.aggregator.snapshot()
@@ -320,3 +314,14 @@ class Pipeline:
         self._cpu0 = (p, w)
         return round(100.0 * (p - p0) / (w - w0), 1)
 
+
+def drain(poll) -> Iterator[dict]:
+    """Iterates a ``poll()`` that returns a message or ``None`` and raises ``StopIteration`` at
+    the end (:meth:`Pipeline.poll`, ``Monitor.poll``)."""
+    while True:
+        try:
+            msg = poll()
+        except StopIteration:
+            return
+        if msg is not None:
+            yield msg

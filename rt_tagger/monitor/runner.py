@@ -23,6 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import ConfigError, RtTaggerError
+from ..pipeline import drain
 from .alarms import MeterTap
 from .spec import SourceSnapshot, SourceSpec
 
@@ -264,13 +265,7 @@ class Monitor:
             self.events.append(msg)
 
     def messages(self) -> Iterator[dict]:
-        while True:
-            try:
-                msg = self.poll()
-            except StopIteration:
-                return
-            if msg is not None:
-                yield msg
+        return drain(self.poll)
 
     # ---- the shared inference thread ----------------------------------------------------------
     def _guard(self) -> None:
