@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from rt_tagger.checkpoint import load_checkpoint, save_checkpoint
+from checkpoints import make_checkpoint
+from rt_tagger.checkpoint import load_checkpoint
 from rt_tagger.engines import BACKENDS, available_backends, create_engine
 from rt_tagger.engines import ort_engine
 from rt_tagger.engines.base import sigmoid
 from rt_tagger.errors import AudioInputError, BackendError, ConfigError
 from rt_tagger.export import export_onnx, supports_attention
-from rt_tagger.models import get_arch, pretrained_path
+from rt_tagger.models import pretrained_path
 
 TOL = 1e-4
 REAL_BACKENDS = [b for b in BACKENDS if b != "auto"]
@@ -29,17 +30,6 @@ def _threads():
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(old)
-
-
-def make_checkpoint(path, arch: str, args: dict, seed: int = 0):
-    torch.manual_seed(seed)
-    model = get_arch(arch).factory(**args).eval()
-    logmel = get_arch(arch).logmel
-    save_checkpoint(path, model, arch=arch, arch_args=args,
-                    tags=[f"tag{i}" for i in range(model.n_tags)],
-                    sample_rate=logmel.sample_rate if logmel else 16000,
-                    input_kind=model.input_kind, input_length=model.input_length, logmel=logmel)
-    return load_checkpoint(path)
 
 
 def chunks(engine_or_ckpt, batch: int, seed: int = 0) -> np.ndarray:

@@ -13,7 +13,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from rt_tagger.checkpoint import load_checkpoint, save_checkpoint
+from checkpoints import make_checkpoint as _make_checkpoint
+from rt_tagger.checkpoint import load_checkpoint
 from rt_tagger.errors import ConfigError, ModelError
 from rt_tagger.export import (
     export_model,
@@ -23,7 +24,7 @@ from rt_tagger.export import (
     read_onnx_metadata,
     supports_attention,
 )
-from rt_tagger.models import get_arch, list_models, pretrained_path
+from rt_tagger.models import list_models, pretrained_path
 
 TOL = 1e-4
 BATCHES = (1, 3)  # plus 16 for the streaming model (spec_att width 256); see batches()
@@ -52,15 +53,7 @@ def _threads():
 
 def make_checkpoint(path, arch: str, args: dict, seed: int = 0):
     """A random-weight checkpoint of ``arch`` saved to ``path`` and loaded back."""
-    torch.manual_seed(seed)
-    model = get_arch(arch).factory(**args).eval()
-    logmel = get_arch(arch).logmel
-    save_checkpoint(path, model, arch=arch, arch_args=args,
-                    tags=[f"tag{i}" for i in range(model.n_tags)],
-                    sample_rate=logmel.sample_rate if logmel else 16000,
-                    input_kind=model.input_kind, input_length=model.input_length, logmel=logmel,
-                    provenance={"source": "tests/test_export.py random init"})
-    return load_checkpoint(path)
+    return _make_checkpoint(path, arch, args, seed, provenance={"source": "tests/test_export.py random init"})
 
 
 def case_checkpoint(tmp_path_factory, case: str):

@@ -7,29 +7,10 @@ from __future__ import annotations
 
 import importlib
 
-from .registry import (
-    ArchEntry,
-    PretrainedEntry,
-    create_model,
-    default_logmel,
-    get_arch,
-    list_models,
-    pretrained_path,
-    register_model,
-    register_pretrained,
-)
+from . import registry
+from .registry import *  # noqa: F403 - the registry API is this package's API
 
-__all__ = [
-    "ArchEntry",
-    "PretrainedEntry",
-    "create_model",
-    "default_logmel",
-    "get_arch",
-    "list_models",
-    "pretrained_path",
-    "register_model",
-    "register_pretrained",
-]
+__all__ = list(registry.__all__)
 
 # Architecture modules register themselves on import. A module that does not exist yet is
 # skipped; any other import error inside an existing module propagates.
