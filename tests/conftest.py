@@ -25,3 +25,14 @@ def music(request) -> np.ndarray:
 @pytest.fixture(params=SYNTHETIC)
 def synth(request) -> np.ndarray:
     return synthetic(request.param)
+
+
+@pytest.fixture(scope="module")
+def torch_two_threads():
+    """torch's intra-op threads set to 2 for a module, restored afterwards."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)

@@ -24,12 +24,7 @@ TOL = 1e-4
 REAL_BACKENDS = [b for b in BACKENDS if b != "auto"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_two_threads")
 
 
 def chunks(engine_or_ckpt, batch: int, seed: int = 0) -> np.ndarray:

@@ -43,12 +43,7 @@ CASES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_two_threads")
 
 
 def make_checkpoint(path, arch: str, args: dict, seed: int = 0):
