@@ -163,6 +163,8 @@ class Aggregator:
                       "top": self._top()}
             if r.latency_ms is not None:
                 update["latency_ms"] = round(r.latency_ms, 2)
+            if r.attention is not None and self._attention.kind == "cls":
+                update["attention"] = [round(float(w), 4) for w in self._attention.weights]
             return update, events
 
     def _smooth(self, t: float, p: np.ndarray) -> np.ndarray:

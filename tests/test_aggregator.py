@@ -107,3 +107,33 @@ def test_chunker_pads_a_stream_shorter_than_one_chunk():
     (c,) = ch.finish(-7.0)
     assert c.padded == 70 and c.data.shape == (100, 3)
     assert (c.data[30:] == -7.0).all() and (c.data[:30] == 1).all()
+
+
+def test_updates_carry_cls_attention_and_the_terminal_draws_it():
+    """[CLS] attention reaches the JSON update (contract-checked) and the terminal sparkline
+    peaks where the weights peak; per-tag (Q2L) attention stays out of the update."""
+    import io
+
+    from rt_tagger.sinks.jsonl import validate_message
+    from rt_tagger.sinks.terminal import TerminalView, sparkline
+
+    agg = Aggregator(TAGS)
+    attn = np.full((2, 8, 9, 9), 0.01, np.float32)
+    attn[-1, :, 0, 1 + 6] = 0.5  # every head of the last layer looks at step 6 of 8
+    u, _ = agg.add(ChunkResult(0, 1.0, 4.0, np.array([0.1, 0.7, 0.2], np.float32),
+                               attention=attn))
+    validate_message({**u, "source": "main"})
+    np.testing.assert_allclose(u["attention"], attn[-1, :, 0, 1:].sum(0), atol=1e-4)
+    line = sparkline(u["attention"], 8)
+    assert len(line) == 8 and line[6] == "█" and set(line) - {"█"} == {"▁"}
+    assert sparkline(np.ones(5), 10) == "█" * 10 and sparkline(np.zeros(3), 4) == "▁" * 4
+    out = io.StringIO()
+    TerminalView(out, tty=False).handle({**u, "source": "main"})
+    assert out.getvalue().rstrip().endswith("attention " + sparkline(u["attention"], 16))
+    with pytest.raises(ValueError, match="attention"):
+        validate_message({**u, "source": "main", "attention": [0.1, -1.0]})
+
+    q2l = np.random.default_rng(0).random((1, 4, 3, 8)).astype(np.float32)
+    u, _ = agg.add(ChunkResult(1, 1.5, 4.5, np.array([0.1, 0.7, 0.2], np.float32),
+                               attention=q2l))
+    assert "attention" not in u and agg.snapshot().attention.kind == "per_tag"

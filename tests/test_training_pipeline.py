@@ -44,8 +44,8 @@ def prepared(tmp_path_factory):
     out = tmp_path_factory.mktemp("prepared")
     from rt_tagger.features import SPEC_ATT_DB
 
-    mod("data.prepare").prepare(index, out, [SPEC_ATT_DB.replace(n_mels=32), "musicnn.mtat"],
-                                workers=2, progress=False)
+    feats = [SPEC_ATT_DB.replace(n_mels=32), "musicnn.mtat", "raw"]
+    mod("data.prepare").prepare(index, out, feats, workers=2, progress=False)
     return out
 
 
@@ -281,3 +281,54 @@ def test_distillation_targets_and_run(prepared, tmp_path):
     assert len(log) == 3 and loss[-1] < loss[0]
     ckpt = create_model(out / "model.safetensors").checkpoint
     assert ckpt.tags == teacher.tags and ckpt.provenance["teacher"] == "musicnn.mtat"
+
+
+def test_teacher_cache_equals_teacher_on_the_grid(prepared, tmp_path):
+    """Cached grid targets (teacher run once per grid point on onnxruntime) equal the per-batch
+    teacher targets (PyTorch) for every grid chunk; off-grid chunks fall back to the teacher."""
+    from rt_tagger.features import SPEC_ATT_DB
+
+    cache_mod = mod("teacher_cache")
+    assert cache_mod.grid_stride(256, 187) == 69  # the shipped student's alignment
+    assert cache_mod.grid_stride(128, 187) is None and cache_mod.grid_stride(300, 187) == 113
+    data = mod("data.dataset").Prepared(prepared)
+    teacher = mod("distill").Teacher("musicnn.mtat", data, SPEC_ATT_DB.replace(n_mels=32), 200,
+                                     torch.device("cpu"))
+    cache = cache_mod.TeacherCache(teacher, tmp_path)  # 200-frame chunks: patches 13 apart
+    assert cache.usable and cache.stride == 13
+    cache.load_or_build(len(data.keys), threads=2, progress=False)
+    clips = np.repeat(np.arange(3), 4)
+    starts = np.tile(np.arange(4) * 13, 3)
+    want = teacher.targets(clips, starts)
+    np.testing.assert_allclose(cache.targets(clips, starts), want, atol=2e-5)
+    off = cache.targets(np.array([1]), np.array([5]))
+    np.testing.assert_allclose(off, teacher.targets(np.array([1]), np.array([5])), atol=1e-6)
+    # a second cache object reuses the files; a different teacher grid would rebuild
+    again = cache_mod.TeacherCache(teacher, tmp_path)
+    again.load_or_build(len(data.keys), progress=False)
+    assert np.array_equal(np.asarray(again.probs), np.asarray(cache.probs))
+
+
+def test_distillation_on_the_grid_with_mixing(prepared, tmp_path):
+    """With the cache, chunks start on the teacher grid, and a mixed chunk's target is the
+    elementwise max of both chunks' teacher targets."""
+    cfg = config(prepared, tmp_path / "run", teacher="musicnn.mtat", epochs=2,
+                 optimizer="adam", steps_per_epoch=2, val_chunks=1, aug_mix=1.0,
+                 model_args={**SMALL, "input_length": 200})
+    data = mod("data.dataset").Prepared(prepared)
+    from rt_tagger.features import SPEC_ATT_DB
+
+    teacher = mod("distill").Teacher("musicnn.mtat", data, SPEC_ATT_DB.replace(n_mels=32), 200,
+                                     torch.device("cpu"))
+    source = mod("chunks").ChunkSource(data, SPEC_ATT_DB.replace(n_mels=32), 200, cfg)
+    source.target_fn = mod("train")._teacher_targets(cfg, mod("ddp").Dist(), teacher, data,
+                                                     source)
+    assert source.grid == 13
+    plan = source.plan(source.indices("train"), 0, 0, 8)
+    assert all((b["starts"] % 13 == 0).all() for b in plan)
+    item = plan[0]
+    _, y = source.batch(item)
+    own = teacher.targets(item["clips"], item["starts"])
+    assert (y >= own - 2e-5).all() and (y > own + 1e-3).any()  # mixed in: max of both
+    T.train(cfg)
+    assert len(read_log(tmp_path / "run")) == 2

@@ -1,4 +1,4 @@
-"""``python -m rt_tagger.training {prepare,train,distill,evaluate,export,synthetic} ...``"""
+"""``python -m rt_tagger.training {prepare,train,distill,teacher-cache,evaluate,compare,export,synthetic} ...``"""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +31,15 @@ def _parser() -> argparse.ArgumentParser:
         t = sub.add_parser(name, help=hlp)
         TrainConfig.add_arguments(t)
 
+    tc = sub.add_parser("teacher-cache", help="compute a teacher's outputs once on the grid "
+                                              "a student's chunks start on (distill reuses them)")
+    tc.add_argument("--teacher", required=True, help="registry name or checkpoint")
+    tc.add_argument("--data", required=True, help="prepared directory")
+    tc.add_argument("--model", default="spec_att", help="the student architecture")
+    tc.add_argument("--model-args", type=json.loads, default={},
+                    help="the student's arguments (JSON), as given to distill")
+    tc.add_argument("--threads", type=int, default=0)
+
     ev = sub.add_parser("evaluate", help="song-level metrics of a model on a prepared dataset")
     ev.add_argument("--model", required=True, help="registry name or checkpoint path")
     ev.add_argument("--data", required=True, help="prepared directory")
@@ -38,6 +47,19 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--chunks", type=int, default=16, help="chunks per clip (0: all)")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--json", default=None, help="also write the results to this file")
+
+    cm = sub.add_parser("compare", help="distilled students against their teacher on a "
+                                        "held-out split: agreement, instruments, latency")
+    cm.add_argument("--teacher", required=True, help="registry name or checkpoint")
+    cm.add_argument("--model", required=True, nargs="+", help="student checkpoint(s)")
+    cm.add_argument("--data", required=True, help="prepared directory")
+    cm.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    cm.add_argument("--corpus", default=None,
+                    help="corpus root (manifest.csv): adds instrument ROC-AUC on the renders")
+    cm.add_argument("--top-k", type=int, default=5, help="teacher decisions: its top-k tags")
+    cm.add_argument("--threads", type=int, default=2)
+    cm.add_argument("--json", default=None, help="write the full result to this file")
+    cm.add_argument("--markdown", default=None, help="write the report tables to this file")
 
     ex = sub.add_parser("export", help="write a run's best epoch as a registry checkpoint")
     ex.add_argument("--run", required=True, help="training run directory")
@@ -71,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "distill" and not cfg.teacher:
                 raise RtTaggerError("distill needs --teacher (e.g. --teacher musicnn.mtat)")
             print(f"run directory: {train(cfg)}")
+        elif args.command == "teacher-cache":
+            from .teacher_cache import build_for
+
+            cache = build_for(args.teacher, args.data, args.model, args.model_args,
+                              threads=args.threads)
+            print(f"teacher outputs on a {cache.stride}-frame grid: {cache.dir}")
         elif args.command == "evaluate":
             from .evaluate import evaluate, format_table, public
 
@@ -80,6 +108,19 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump(public(result), f, indent=1)
+        elif args.command == "compare":
+            from .compare import compare, format_report
+
+            result = compare(args.teacher, args.model, args.data, split=args.split,
+                             corpus=args.corpus, top_k=args.top_k, threads=args.threads)
+            report = format_report(result)
+            print(report)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(result, f, indent=1)
+            if args.markdown:
+                with open(args.markdown, "w") as f:
+                    f.write(report + "\n")
         elif args.command == "export":
             from .export import export_run
 

@@ -2,7 +2,8 @@
 
 Waveform augmentations act on the raw chunk before the log-mel: gain (random dB), additive
 white noise (random SNR) and mixing two clips (``y = (1 - w) a + w b``, labels: union, w in
-[0, 0.5]). Time shift rolls the model input (frames or samples) by a random offset.
+[0, 0.5]; under distillation the
+elementwise max of both chunks' teacher targets). Time shift rolls the model input (frames or samples) by a random offset.
 """
 from __future__ import annotations
 

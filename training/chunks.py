@@ -44,13 +44,24 @@ class ChunkSource:
         self.logmel = LogMel(logmel) if self.wave_aug else None
         # samples per input step: hop for a log-mel model, 1 for a waveform model
         self.hop = logmel.hop_length if logmel is not None else 1
+        # Distillation: chunks start on multiples of ``grid`` steps (where cached teacher
+        # outputs exist) and ``target_fn(clips, starts)`` gives their targets.
+        self.grid = 1
+        self.target_fn = None
 
     def indices(self, split: str) -> np.ndarray:
         stores = [self.store] + ([self.raw] if self.raw is not None else [])
         return self.data.indices(split, stores)
 
-    def targets(self, clips: np.ndarray) -> np.ndarray:
+    def targets(self, clips: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        if self.target_fn is not None:
+            return np.asarray(self.target_fn(clips, starts), np.float32)
         return self.data.labels[clips].astype(np.float32)
+
+    def _start(self, n_frames: int, u) -> np.ndarray:
+        """Chunk start(s) for uniform draw(s) ``u`` in [0, 1): on the grid when one is set."""
+        slots = np.maximum(n_frames - self.length, 0) // self.grid + 1
+        return (np.asarray(u) * slots).astype(np.int64) * self.grid
 
     # ---- training
     def plan(self, train: np.ndarray, epoch: int, seed: int, batch_size: int,
@@ -63,8 +74,7 @@ class ChunkSource:
             order = train[rng.permutation(train.size)]
             order = order[: (order.size // batch_size) * batch_size]  # drop the last partial
         lengths = np.array([self.store.length(i) for i in order], np.int64)
-        starts = (rng.random(order.size) * (np.maximum(lengths - self.length, 0) + 1)).astype(
-            np.int64)
+        starts = self._start(lengths, rng.random(order.size))
         aug = augment.draw(self.cfg, rng, order.size) if self.cfg is not None else None
         batches = []
         for b in range(0, order.size, batch_size):
@@ -77,7 +87,7 @@ class ChunkSource:
     def batch(self, item: dict) -> tuple[torch.Tensor, np.ndarray]:
         """Model input ``(b, L, n_mels)`` or ``(b, L)`` and the label targets ``(b, n_tags)``."""
         clips, starts, aug = item["clips"], item["starts"], item["aug"]
-        y = self.targets(clips)
+        y = self.targets(clips, starts)
         wave = aug is not None and augment.needs_waveform(self.cfg)
         xs = []
         for k, (i, s) in enumerate(zip(clips, starts)):
@@ -87,10 +97,9 @@ class ChunkSource:
                 x, other = self._wave_chunk(i, s), None
                 if aug["mix"][k]:
                     j = self._train[int(aug["mix_pick"][k] * self._train.size)]
-                    n_j = self.store.length(j)
-                    s_j = int(aug["mix_start"][k] * (max(n_j - self.length, 0) + 1))
+                    s_j = int(self._start(self.store.length(j), aug["mix_start"][k]))
                     other = self._wave_chunk(j, s_j)
-                    y[k] = np.maximum(y[k], self.data.labels[j])
+                    y[k] = np.maximum(y[k], self.targets(np.array([j]), np.array([s_j]))[0])
                 x = augment.apply_wave(self.cfg, x, aug, k, other)
                 if self.logmel is not None:
                     x = self.logmel(x, nonfinite="zero")

@@ -47,6 +47,7 @@ class TrainConfig:
     eval_batch: int = 32
     # --- distillation (student learns the teacher's probabilities on unlabelled audio)
     teacher: str = ""  # registry name or checkpoint, e.g. musicnn.mtat; empty: labels
+    teacher_cache: bool = True  # teacher outputs computed once on a grid of chunk starts
     # --- augmentations, all off by default; waveform ones need prepared raw audio
     aug_gain_db: float = 0.0  # random gain in [-x, +x] dB
     aug_noise_snr: float = 0.0  # >0: add white noise at SNR uniform in [x, x + 20] dB

@@ -7,8 +7,9 @@ evenly spaced from ``f0`` to ``f0 + span - P`` so that together they cover the c
 and the target is the **mean of the patch probabilities**. For musicnn (P = 187 frames) under
 a 256-frame student that is two patches, starting at ``f0`` and ``f0 + 69``. A teacher longer
 than the chunk sees one patch centred on it (clipped to the clip). Validation scores agreement:
-the student's song-level output against the teacher's song-level output thresholded at the
-teacher's checkpoint thresholds (0.5 without).
+the student's song-level output against the teacher's song-level decisions: its probabilities
+at the teacher checkpoint's thresholds or, for a teacher without thresholds (musicnn), its
+top-:data:`TOP_K` tags of each song. :mod:`.teacher_cache` precomputes the targets on a grid.
 """
 from __future__ import annotations
 
@@ -23,8 +24,12 @@ from rt_tagger.errors import ConfigError
 from .chunks import ChunkSource, model_logmel
 from .data.dataset import Prepared
 from .evaluate import predict_songs
+from .metrics import top_k
 
-__all__ = ["Teacher", "patch_starts"]
+__all__ = ["TOP_K", "Teacher", "patch_starts"]
+
+#: song-level decisions of a teacher without thresholds: its top-k tags
+TOP_K = 5
 
 
 def patch_starts(f0: int, span: int, patch: int, n_frames: int) -> np.ndarray:
@@ -56,7 +61,7 @@ class Teacher:
         s_hop = student_logmel.hop_length if student_logmel is not None else 1
         self.scale = s_hop / t_hop  # teacher frames per student step
         self.span = max(1, round(student_length * self.scale))
-        self.thresholds = np.asarray(ckpt.thresholds if ckpt.thresholds else [0.5] * len(self.tags))
+        self.thresholds = np.asarray(ckpt.thresholds) if ckpt.thresholds else None
 
     @torch.no_grad()
     def targets(self, clips: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -72,6 +77,12 @@ class Teacher:
         np.add.at(out, np.array(owner), probs.numpy())
         return out / np.bincount(owner, minlength=len(clips))[:, None]
 
+    def decisions(self, p: np.ndarray) -> np.ndarray:
+        """Binary ``(n, n_tags)`` teacher decisions for probabilities ``p``."""
+        if self.thresholds is not None:
+            return (p >= self.thresholds[None, :]).astype(np.uint8)
+        return top_k(p, TOP_K)
+
     def song_labels(self, clips: np.ndarray, n_chunks: int, dist=None, cache=None) -> np.ndarray:
         """Binary song-level teacher decisions: the reference of the validation metrics.
 
@@ -84,7 +95,7 @@ class Teacher:
                 return saved[:, 1:].astype(np.uint8)
         p = predict_songs(self.model, self.source, clips, n_chunks=n_chunks, device=self.device,
                           dist=dist)
-        out = (p >= self.thresholds[None, :]).astype(np.uint8)
+        out = self.decisions(p)
         if cache is not None and (dist is None or dist.main):
             np.save(cache, np.concatenate([np.asarray(clips)[:, None], out], axis=1))
         return out

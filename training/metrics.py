@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-__all__ = ["average_precision", "f1_thresholds", "json_safe", "roc_auc", "tag_metrics"]
+__all__ = ["average_precision", "f1_thresholds", "json_safe", "roc_auc", "tag_metrics", "top_k"]
 
 
 def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -59,6 +59,13 @@ def f1_thresholds(y: np.ndarray, p: np.ndarray, default: float = 0.5) -> np.ndar
         k = int(np.argmax(f1))
         lower = thr[k + 1] if k + 1 < thr.size else max(thr[k] - 1e-3, 0.0)
         out[j] = (thr[k] + lower) / 2
+    return out
+
+
+def top_k(p: np.ndarray, k: int) -> np.ndarray:
+    """``(n, n_tags)`` uint8 decisions: 1 for the ``k`` highest scores of each row."""
+    out = np.zeros(np.shape(p), np.uint8)
+    np.put_along_axis(out, np.argsort(-np.asarray(p), axis=1)[:, :k], 1, axis=1)
     return out
 
 

@@ -113,6 +113,8 @@ def _train(cfg: TrainConfig, dist: Dist, callback) -> Path:
     model.to(dist.device)
     logmel = model_logmel(cfg.model, model)
     source = ChunkSource(data, logmel, model.input_length, cfg)
+    if teacher is not None:
+        source.target_fn = _teacher_targets(cfg, dist, teacher, data, source)
     train_idx, valid_idx = source.indices("train"), source.indices("valid")
     if train_idx.size < cfg.batch_size or valid_idx.size == 0:
         raise ConfigError(f"{data.root}: {train_idx.size} training and {valid_idx.size} "
@@ -170,7 +172,7 @@ def _train(cfg: TrainConfig, dist: Dist, callback) -> Path:
             phase = new
             callback("epoch_start", epoch, model)
             loss = _train_epoch(cfg, dist, net, source, train_idx, epoch, optimizer, scaler,
-                                micro, teacher, use_amp)
+                                micro, use_amp)
             callback("before_validation", epoch, model)
             probs = predict_songs(model, source, valid_idx, n_chunks=cfg.val_chunks,
                                   batch=cfg.eval_batch, device=dist.device, dist=dist)
@@ -216,7 +218,7 @@ def _train(cfg: TrainConfig, dist: Dist, callback) -> Path:
     return out
 
 
-def _train_epoch(cfg, dist, net, source, train_idx, epoch, optimizer, scaler, micro, teacher,
+def _train_epoch(cfg, dist, net, source, train_idx, epoch, optimizer, scaler, micro,
                  use_amp) -> float:
     net.train()
     plan = source.plan(train_idx, epoch, cfg.seed, cfg.batch_size, cfg.steps_per_epoch)
@@ -230,8 +232,6 @@ def _train_epoch(cfg, dist, net, source, train_idx, epoch, optimizer, scaler, mi
                     "aug": None if item["aug"] is None else
                     {k: v[lo:lo + micro] for k, v in item["aug"].items()}}
             x, y = source.batch(part)
-            if teacher is not None:
-                y = teacher.targets(part["clips"], part["starts"])
             x, y = x.to(dist.device), torch.from_numpy(y).to(dist.device)
             sync = a == cfg.accum_steps - 1 or not dist.enabled
             ctx = net.no_sync() if not sync else _null()
@@ -245,6 +245,27 @@ def _train_epoch(cfg, dist, net, source, train_idx, epoch, optimizer, scaler, mi
         scaler.update()
         losses.append(total)
     return all_mean(dist, float(np.mean(losses)))
+
+
+def _teacher_targets(cfg, dist, teacher, data, source):
+    """The student's targets: cached teacher outputs on a grid of chunk starts when the
+    alignment has one (``--teacher-cache``, the default), else the teacher run per batch."""
+    if not cfg.teacher_cache:
+        return teacher.targets
+    from .teacher_cache import TeacherCache
+
+    cache = TeacherCache(teacher, data.root)
+    if not cache.usable:
+        _say(cfg, dist, f"teacher {teacher.name}: no patch grid for this chunk length; "
+                        "running it per batch")
+        return teacher.targets
+    if dist.main:
+        cache.load_or_build(len(data.keys), threads=cfg.threads, progress=not cfg.quiet)
+    dist.barrier()
+    if not dist.main:
+        cache.load_or_build(len(data.keys), threads=cfg.threads, progress=False)
+    source.grid = cache.stride
+    return cache.targets
 
 
 class _null:

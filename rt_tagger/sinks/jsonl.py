@@ -59,6 +59,10 @@ def validate_message(msg: Any) -> None:
         for tag, p in msg["top"]:
             if tag not in msg["probs"] or abs(msg["probs"][tag] - p) > 1e-9:
                 raise ValueError("update: top disagrees with probs")
+        att = msg.get("attention")
+        if att is not None and (not isinstance(att, list) or not att or not all(
+                isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in att)):
+            raise ValueError("update: attention must be a non-empty list of weights >= 0")
     if kind == "event":
         for key in EVENT_FIELDS.get(msg["event"], ()):
             if key not in msg:

@@ -1,8 +1,31 @@
-"""Live terminal view: the top tags as bars, redrawn in place on a TTY, plain lines otherwise."""
+"""Live terminal view: the top tags as bars, redrawn in place on a TTY, plain lines otherwise.
+
+With an attention model (spec_att) each update also shows where in the chunk the model looked:
+the [CLS] attention of the last layer as a sparkline over the chunk's time span.
+"""
 from __future__ import annotations
 
 import sys
 from typing import IO
+
+import numpy as np
+
+_LEVELS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(weights, cells: int = 32) -> str:
+    """``weights`` (>= 0) over time as ``cells`` block characters, scaled to their maximum."""
+    w = np.asarray(weights, np.float64)
+    edges = np.linspace(0, w.size, cells + 1)
+    # mean of the weights under each cell (cells may be narrower than one weight)
+    cum = np.concatenate([[0.0], np.cumsum(w)])
+    x = np.interp(edges, np.arange(w.size + 1), cum)
+    means = np.diff(x) / np.diff(edges)
+    top = means.max()
+    if not top > 0:
+        return _LEVELS[0] * cells
+    idx = np.minimum((means / top * len(_LEVELS)).astype(int), len(_LEVELS) - 1)
+    return "".join(_LEVELS[i] for i in idx)
 
 
 class TerminalView:
@@ -43,8 +66,11 @@ class TerminalView:
 
     def _bars(self, msg: dict) -> None:
         top = msg["top"][: self.topk]
+        att = msg.get("attention")
         if not self.tty:
             text = " | ".join(f"{t} {p:.2f}" for t, p in top)
+            if att:
+                text += f" | attention {sparkline(att, 16)}"
             self.f.write(f"[{msg['source']} {msg['t']:7.2f} s] {text}\n")
             self.f.flush()
             return
@@ -53,6 +79,9 @@ class TerminalView:
         for tag, p in top:
             full = int(round(p * self.width))
             lines.append(f"  {tag:<{name_w}} {'█' * full}{'░' * (self.width - full)} {p:.2f}")
+        if att:
+            lines.append(f"  {'attention':<{name_w}} {sparkline(att, self.width)} "
+                         f"{msg.get('t_start', 0):.1f}-{msg['t']:.1f} s")
         self._clear()
         self.f.write("\n".join(lines) + "\n")
         self.f.flush()

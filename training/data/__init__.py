@@ -1,4 +1,4 @@
-"""Datasets: loaders (MTAT, MSD, MTG-Jamendo, a folder of audio), preparation, prepared data."""
+"""Datasets: loaders (MTAT, MSD, MTG-Jamendo, a folder of audio, the real-audio corpus), preparation, prepared data."""
 from __future__ import annotations
 
 from .common import SPLITS, Clip, DatasetError, DatasetIndex
@@ -6,7 +6,8 @@ from .common import SPLITS, Clip, DatasetError, DatasetIndex
 __all__ = ["DATASETS", "SPLITS", "Clip", "DatasetError", "DatasetIndex", "load_dataset"]
 
 #: dataset name -> default split
-DATASETS = {"mtat": "refined", "msd": "won", "jamendo": "split-0", "folder": "all"}
+DATASETS = {"mtat": "refined", "msd": "won", "jamendo": "split-0", "folder": "all",
+            "corpus": "sources"}
 
 
 def load_dataset(name: str, root, split: str | None = None) -> DatasetIndex:
@@ -23,5 +24,8 @@ def load_dataset(name: str, root, split: str | None = None) -> DatasetIndex:
     if name == "jamendo":
         from .jamendo import load_jamendo
         return load_jamendo(root, split)
+    if name == "corpus":
+        from .corpus import load_corpus
+        return load_corpus(root, split)
     from .folder import load_folder
     return load_folder(root, split)
