@@ -281,6 +281,20 @@ def test_distillation_targets_and_run(prepared, tmp_path):
     assert len(log) == 3 and loss[-1] < loss[0]
     ckpt = create_model(out / "model.safetensors").checkpoint
     assert ckpt.tags == teacher.tags and ckpt.provenance["teacher"] == "musicnn.mtat"
+    # shipping: a model card and extra provenance (how to rebuild the data) go into the file
+    (tmp_path / "card.md").write_text("# student\nheld-out figures ...\n")
+    (tmp_path / "prov.json").write_text('{"corpus": {"rebuild": "build_corpus.sh DEST"}}')
+    from rt_tagger.checkpoint import load_checkpoint
+
+    cli = mod("__main__").main
+    assert cli(["export", "--run", str(out), "--out", str(tmp_path / "s.safetensors"),
+                "--card", str(tmp_path / "card.md"),
+                "--provenance", str(tmp_path / "prov.json")]) == 0
+    shipped = load_checkpoint(tmp_path / "s.safetensors")
+    assert shipped.model_card.startswith("# student")
+    assert shipped.provenance["corpus"] == {"rebuild": "build_corpus.sh DEST"}
+    assert shipped.provenance["teacher"] == "musicnn.mtat"
+    assert cli(["export", "--run", str(out), "--card", "/no/card.md"]) == 2
 
 
 def test_teacher_cache_equals_teacher_on_the_grid(prepared, tmp_path):

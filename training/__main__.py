@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from rt_tagger.errors import RtTaggerError
 
@@ -64,11 +65,20 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="write a run's best epoch as a registry checkpoint")
     ex.add_argument("--run", required=True, help="training run directory")
     ex.add_argument("--out", default=None, help="output .safetensors (default RUN/model.safetensors)")
+    ex.add_argument("--card", default=None, help="a text file: the model card stored in the file")
+    ex.add_argument("--provenance", default=None,
+                    help="a JSON file whose object is merged into the stored provenance")
 
     sy = sub.add_parser("synthetic", help="write a small synthetic MTAT to try the pipeline")
     sy.add_argument("--out", required=True)
     sy.add_argument("--seed", type=int, default=0)
     return p
+
+
+def _read(path: str, option: str) -> str:
+    if not Path(path).is_file():
+        raise RtTaggerError(f"{option}: no such file: {path}")
+    return Path(path).read_text()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export":
             from .export import export_run
 
-            print(f"wrote {export_run(args.run, args.out)}")
+            card = _read(args.card, "--card") if args.card else None
+            extra = json.loads(_read(args.provenance, "--provenance")) if args.provenance else None
+            print(f"wrote {export_run(args.run, args.out, model_card=card, extra_provenance=extra)}")
         elif args.command == "synthetic":
             from .data.synthetic import make_mtat
 

@@ -25,8 +25,12 @@ from .metrics import f1_thresholds, json_safe, tag_metrics
 __all__ = ["export_run"]
 
 
-def export_run(run: str | Path, out: str | Path | None = None, *, device: str = "cpu") -> Path:
-    """Write ``run``'s best weights to ``out`` (default ``RUN/model.safetensors``)."""
+def export_run(run: str | Path, out: str | Path | None = None, *, device: str = "cpu",
+               model_card: str | None = None, extra_provenance: dict | None = None) -> Path:
+    """Write ``run``'s best weights to ``out`` (default ``RUN/model.safetensors``).
+
+    ``model_card`` replaces the one-line card; ``extra_provenance`` is merged into the
+    provenance (e.g. how to rebuild the training data, licences of its sources)."""
     from rt_tagger.models import create_model
 
     run = Path(run)
@@ -77,6 +81,7 @@ def export_run(run: str | Path, out: str | Path | None = None, *, device: str = 
         "per_tag_test": [{k: r[k] for k in ("tag", "roc_auc", "pr_auc")}
                          for r in splits["test"][0]["per_tag"]] if "test" in splits else None,
         "config": cfg.to_dict(),
+        **(extra_provenance or {}),
     }
     out = Path(out) if out is not None else run / "model.safetensors"
     kind = model.input_kind
@@ -85,7 +90,7 @@ def export_run(run: str | Path, out: str | Path | None = None, *, device: str = 
         sample_rate=data.sample_rate, input_kind=kind, input_length=model.input_length,
         logmel=logmel, thresholds=thresholds,
         provenance=json_safe(provenance),
-        model_card=f"{cfg.model} trained on {data.meta['dataset']} ({data.meta['split']}) "
+        model_card=model_card or f"{cfg.model} trained on {data.meta['dataset']} ({data.meta['split']}) "
                    f"with rt_tagger.training; test ROC-AUC "
                    f"{metrics.get('test', {}).get('roc_auc', float('nan')):.4f}")
 

@@ -84,7 +84,7 @@ class TeacherCache:
         parts.mkdir(parents=True, exist_ok=True)
         (parts / "meta.json").write_text(json.dumps(self.meta))
         device = str(self.teacher.device)
-        engine = create_engine(self.teacher.model, threads=threads or None, max_batch=64,
+        engine = create_engine(self.teacher.model, threads=threads or None, max_batch=16,
                                attention=False, device="cpu" if device == "cpu" else device)
         store = self.teacher.source.store
         blocks = range(0, n_clips, _BLOCK)

@@ -26,7 +26,7 @@ __all__ = ["HELD_OUT", "RENDER_KINDS", "ground_truth", "group_of", "load_corpus"
 HELD_OUT = {
     "test": ("supertuxkart", "widelands", "blobwars", "asterisk_moh", "fof_sectoid",
              "asterisk_fr", "festival"),
-    "valid": ("hedgewars", "naev", "singularity", "asterisk_it"),
+    "valid": ("hedgewars", "singularity", "asterisk_it"),
 }
 RENDER_KINDS = ("midi_render",)
 _SCORE_SOURCES = ("music21+fluidsynth",)
