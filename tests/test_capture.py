@@ -65,7 +65,7 @@ def _lag(recording: np.ndarray, clip: np.ndarray) -> tuple[int, float]:
 
 
 def test_live_capture_matches_offline_tagging_and_loses_nothing(pulse_env, tmp_path):
-    from rt_tagger.tagger import Tagger
+    from rt_tagger.tagger import DEFAULT_MODEL, Tagger
 
     clip, sr = sf.read(CLIP, dtype="float32")
     rec = tmp_path / "captured.wav"
@@ -112,9 +112,14 @@ def test_live_capture_matches_offline_tagging_and_loses_nothing(pulse_env, tmp_p
     lag2, peak2 = _lag(recorded[lag + half - 1600 : lag + clip.size + 1600], clip[half:])
     assert lag2 == 1600 and peak2 > 0.99
 
-    # Live chunk probabilities (horizon 0.01 s: each update is one chunk) ...
-    tg = Tagger("musicnn.mtat", hop=0.5)
+    # The live path runs the embedded default, a spec_att model: every update carries its
+    # [CLS] attention over the chunk.
+    tg = Tagger(DEFAULT_MODEL, hop=0.5)
+    assert msgs[0]["type"] == "status" and msgs[0]["model"] == DEFAULT_MODEL
+    assert tg.engine.checkpoint.arch == "spec_att"
     updates = [m for m in msgs if m["type"] == "update"]
+    assert all(len(u["attention"]) == len(updates[0]["attention"]) > 1 for u in updates)
+    # Live chunk probabilities (horizon 0.01 s: each update is one chunk) ...
     live = np.array([[u["probs"][t] for t in tg.tags] for u in updates])
     # ... equal offline tagging of the recording (streaming == batch through a real device) ...
     offline_rec = tg.tag_array(np.ascontiguousarray(recorded)).taggram

@@ -34,9 +34,16 @@ def test_demo_runs_the_main_job_on_the_embedded_default(tmp_path):
     out = tmp_path / "demo.jsonl"
     p = run("demo", "--jsonl", str(out), "--min-duration", "0.5")
     assert p.returncode == 0, p.stderr
-    assert "summary over" in p.stdout  # the terminal view
+    assert "summary over" in p.stdout  # the terminal view ...
+    assert "| attention " in p.stdout  # ... with the model's attention over each chunk
     msgs = read_jsonl(out.read_text())
-    assert msgs[0]["type"] == "status" and msgs[0]["model"] == "musicnn.mtat"
+    # the embedded default is the shipped spec_att student (attention maps in every update)
+    from rt_tagger.models import create_model
+    from rt_tagger.tagger import DEFAULT_MODEL
+
+    assert msgs[0]["type"] == "status" and msgs[0]["model"] == DEFAULT_MODEL
+    assert create_model(DEFAULT_MODEL).checkpoint.arch == "spec_att"
+    assert all(len(m["attention"]) > 1 for m in msgs if m["type"] == "update")
     assert msgs[-1]["type"] == "summary" and msgs[-1]["duration"] == pytest.approx(24.0, abs=0.1)
     updates = [m for m in msgs if m["type"] == "update"]
     assert len(updates) == msgs[-1]["chunks"] > 30
@@ -50,7 +57,8 @@ def test_demo_runs_the_main_job_on_the_embedded_default(tmp_path):
 
 def test_file_with_jsonl_to_stdout_and_csv(tmp_path):
     table = tmp_path / "taggram.csv"
-    p = run(FILE, "--hop", "chunk", "--jsonl", "-", "--csv", str(table))
+    p = run(FILE, "--model", "musicnn.mtat", "--hop", "chunk", "--jsonl", "-",
+            "--csv", str(table))
     assert p.returncode == 0, p.stderr
     msgs = read_jsonl(p.stdout)  # stdout carries JSON only; the view went to stderr
     assert "summary over 4 chunks" in p.stderr

@@ -140,4 +140,4 @@ def test_compare_reports_a_student(prepared, corpus, tmp_path, torch_two_threads
     assert s["song"]["mad"] > 1e-3  # a random student is not the teacher
     assert 0 <= s["song"]["top5_overlap"] <= 1 and s["latency_ms"]["student"]["median"] > 0
     text = mod("compare").format_report(r)
-    assert "student.safetensors" in text and "| piano | 1 |" in text
+    assert "student.safetensors" in text and "| piano | 1 |" in text and "| **mean** |" in text

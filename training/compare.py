@@ -72,6 +72,7 @@ def compare(teacher: str, students: list[str], data: str | Path, *, split: str =
     result = {"teacher": teacher, "split": split, "clips": int(clips.size), "top_k": top_k,
               "tags": tags, "students": {}}
     teacher_done = False
+    t_memo: dict[tuple[int, int], np.ndarray] = {}  # (clip, chunk length) -> teacher chunks
     for name in students:
         s_model, s_logmel, s_engine = _load(name, threads)
         if list(s_model.checkpoint.tags) != tags:
@@ -86,8 +87,10 @@ def compare(teacher: str, students: list[str], data: str | Path, *, split: str =
             if example is None:
                 example = (xs[:1], xt[0])
             s_chunks.append(s_engine.run(xs).probs)
-            tp = t_engine.run(xt.reshape(-1, *xt.shape[2:])).probs
-            t_chunks.append(tp.reshape(xt.shape[0], xt.shape[1], -1).mean(axis=1))
+            if (int(c), length) not in t_memo:
+                tp = t_engine.run(xt.reshape(-1, *xt.shape[2:])).probs
+                t_memo[int(c), length] = tp.reshape(xt.shape[0], xt.shape[1], -1).mean(axis=1)
+            t_chunks.append(t_memo[int(c), length])
             owner.append(np.full(xs.shape[0], c))
             seconds += xs.shape[0] * length * s_logmel.hop_length / s_logmel.sample_rate
         s_chunk, t_chunk = np.concatenate(s_chunks), np.concatenate(t_chunks)
@@ -234,9 +237,15 @@ def format_report(result: dict) -> str:
         if "instruments" in r:
             lines += ["", f"Instrument tags on {r['instruments']['renders']} held-out score "
                           f"renders, ROC-AUC against the rendered instruments:", "",
-                      "| tag | renders with it | student | teacher |", "|---|---|---|---|"]
+                      "| tag | renders with it | student | teacher | student - teacher |",
+                      "|---|---|---|---|---|"]
+            f = lambda a: "n/a" if a is None else f"{a:.3f}"  # noqa: E731
             for tag, v in r["instruments"]["per_tag"].items():
                 tv = result["teacher_instruments"]["per_tag"][tag]["roc_auc"]
-                f = lambda a: "n/a" if a is None else f"{a:.3f}"
-                lines.append(f"| {tag} | {v['positives']} | {f(v['roc_auc'])} | {f(tv)} |")
+                sv = v["roc_auc"]
+                d = "n/a" if sv is None or tv is None else f"{sv - tv:+.3f}"
+                lines.append(f"| {tag} | {v['positives']} | {f(sv)} | {f(tv)} | {d} |")
+            si = r["instruments"]["mean_roc_auc"]
+            lines.append(f"| **mean** | | {f(si)} | {f(ti)} | "
+                         + ("n/a" if si is None or ti is None else f"{si - ti:+.3f}") + " |")
     return "\n".join(lines)
