@@ -21,14 +21,13 @@ import numpy as np
 from .errors import AudioFileError, ConfigError, ModelError
 from .interpret import (FileMaps, explain_array, resolve_tags, spread_to_frames, tag_names,
                         time_base)
+from .tagger import DEFAULT_MODEL  # the model used when none is named
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
 __all__ = ["BOUNDARY_COLOR", "DEFAULT_MODEL", "FigureLayout", "explain_file", "render_explanation"]
 
-#: Model used when none is named (the distilled spec_att default replaces it once trained).
-DEFAULT_MODEL = "musicnn.mtat"
 #: Colour of the clip-boundary line (no colour map used in the figure contains it).
 BOUNDARY_COLOR = (1.0, 0.0, 1.0)
 CMAP = "viridis"

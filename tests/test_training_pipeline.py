@@ -295,6 +295,11 @@ def test_distillation_targets_and_run(prepared, tmp_path):
     assert shipped.provenance["corpus"] == {"rebuild": "build_corpus.sh DEST"}
     assert shipped.provenance["teacher"] == "musicnn.mtat"
     assert cli(["export", "--run", str(out), "--card", "/no/card.md"]) == 2
+    # the training curve, as a table and a plot
+    table = mod("curves").curves_table([out])
+    assert table.count("| adam |") == 3 and f"{loss[0]:.4f}" in table
+    png = mod("curves").plot_curves([out], tmp_path / "curve.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_teacher_cache_equals_teacher_on_the_grid(prepared, tmp_path):

@@ -1,4 +1,4 @@
-"""``python -m rt_tagger.training {prepare,train,distill,teacher-cache,evaluate,compare,export,synthetic} ...``"""
+"""``python -m rt_tagger.training {prepare,train,distill,teacher-cache,evaluate,compare,curves,export,synthetic} ...``"""
 from __future__ import annotations
 
 import argparse
@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--threads", type=int, default=2)
     cm.add_argument("--json", default=None, help="write the full result to this file")
     cm.add_argument("--markdown", default=None, help="write the report tables to this file")
+
+    cv = sub.add_parser("curves", help="training curves of runs: markdown table, PNG")
+    cv.add_argument("--run", required=True, nargs="+", help="training run directories")
+    cv.add_argument("--png", default=None, help="also plot them into this PNG")
 
     ex = sub.add_parser("export", help="write a run's best epoch as a registry checkpoint")
     ex.add_argument("--run", required=True, help="training run directory")
@@ -131,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.markdown:
                 with open(args.markdown, "w") as f:
                     f.write(report + "\n")
+        elif args.command == "curves":
+            from .curves import curves_table, plot_curves
+
+            print(curves_table(args.run))
+            if args.png:
+                print(f"wrote {plot_curves(args.run, args.png)}")
         elif args.command == "export":
             from .export import export_run
 

@@ -39,3 +39,6 @@ wait $p512 $p256
 $T compare --teacher musicnn.mtat --model "$WORK/w512/model.safetensors" \
     "$WORK/w256/model.safetensors" --data "$WORK/prepared" --split test --corpus "$CORPUS" \
     --json "$WORK/compare.json" --markdown "$WORK/compare.md"
+
+# 5. the training curves
+$T curves --run "$WORK/w512" "$WORK/w256" --png "$WORK/curves.png" > "$WORK/curves.md"
