@@ -60,6 +60,21 @@ class Snapshot:
     status: dict = field(default_factory=dict)
 
 
+#: The JSON ``attention`` of an update: at most this many cells over the chunk.
+ATTENTION_CELLS = 64
+
+
+def pool_cells(weights: np.ndarray, cells: int) -> np.ndarray:
+    """Sum ``weights`` (over time) into at most ``cells`` equal spans (fractional edges are
+    split proportionally), so the cells keep the total attention."""
+    w = np.asarray(weights, np.float64)
+    if w.size <= cells:
+        return w
+    cum = np.concatenate([[0.0], np.cumsum(w)])
+    edges = np.linspace(0, w.size, cells + 1)
+    return np.diff(np.interp(edges, np.arange(w.size + 1), cum))
+
+
 def attention_overlay(attn: np.ndarray, t_start: float, t_end: float) -> AttentionOverlay:
     """Reduce one chunk's raw attention to the overlay the GUI draws."""
     if attn.ndim == 4 and attn.shape[-1] == attn.shape[-2]:  # (layers, heads, T+1, T+1)
@@ -164,7 +179,8 @@ class Aggregator:
             if r.latency_ms is not None:
                 update["latency_ms"] = round(r.latency_ms, 2)
             if r.attention is not None and self._attention.kind == "cls":
-                update["attention"] = [round(float(w), 4) for w in self._attention.weights]
+                cells = pool_cells(self._attention.weights, ATTENTION_CELLS)
+                update["attention"] = [round(float(w), 4) for w in cells]
             return update, events
 
     def _smooth(self, t: float, p: np.ndarray) -> np.ndarray:

@@ -12,9 +12,9 @@ from .aggregator import Aggregator
 from .errors import AudioInputError, ConfigError
 from .features import LogMel, LogMelConfig
 
-#: The model used when none is given. The converted musicnn (MagnaTagATune) until the
-#: distilled Spec_Att default ships.
-DEFAULT_MODEL = "musicnn.mtat"
+#: The model used when none is given: Spec_Att (width 256) distilled from musicnn.mtat, with
+#: attention maps (rt_tagger/weights/README.md).
+DEFAULT_MODEL = "spec_att.w256"
 
 
 @dataclass

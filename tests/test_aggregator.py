@@ -133,6 +133,17 @@ def test_updates_carry_cls_attention_and_the_terminal_draws_it():
     with pytest.raises(ValueError, match="attention"):
         validate_message({**u, "source": "main", "attention": [0.1, -1.0]})
 
+    # spec_att attends per frame (256 steps): the update pools them into 64 cells, same total
+    from rt_tagger.aggregator import ATTENTION_CELLS, pool_cells
+
+    big = np.random.default_rng(1).random((2, 8, 257, 257)).astype(np.float32)
+    u, _ = agg.add(ChunkResult(1, 1.5, 5.6, np.array([0.1, 0.7, 0.2], np.float32),
+                               attention=big))
+    want = big[-1, :, 0, 1:].sum(0)
+    assert len(u["attention"]) == ATTENTION_CELLS == 64
+    np.testing.assert_allclose(u["attention"], want.reshape(64, 4).sum(1), atol=1e-3)
+    np.testing.assert_allclose(pool_cells(np.arange(3.0), 2), [0.5, 2.5])  # split weight 1
+
     q2l = np.random.default_rng(0).random((1, 4, 3, 8)).astype(np.float32)
     u, _ = agg.add(ChunkResult(1, 1.5, 4.5, np.array([0.1, 0.7, 0.2], np.float32),
                                attention=q2l))

@@ -131,7 +131,13 @@ def test_explain_writes_the_figure(tmp_path):
     p = run("explain", str(DATA / MUSIC_CLIPS[0]), str(DATA / MUSIC_CLIPS[2]), "--concat",
             "--tag", "piano", "--tag", "drums", "-o", str(out))
     assert p.returncode == 0, p.stderr
-    assert "probability: piano" in p.stdout and "probability: drums" in p.stdout
+    # the default (spec_att) has attention: the paper's attention and contribution rows
+    assert "(spectrogram, attention, contribution: piano, contribution: drums)" in p.stdout
+    # a model without attention gets its probability over time instead
+    p = run("explain", str(DATA / MUSIC_CLIPS[0]), "--model", "musicnn.mtat", "--tag", "piano",
+            "-o", str(tmp_path / "cnn.png"))
+    assert p.returncode == 0, p.stderr
+    assert "probability: piano" in p.stdout and "attention" not in p.stdout
     import matplotlib.image
 
     img = matplotlib.image.imread(out)

@@ -156,7 +156,7 @@ def test_explain_errors(tmp_path, spec_att_checkpoint):
     with pytest.raises(ConfigError, match="at least two files"):
         explain_file([PIANO], out, model=spec_att_checkpoint, concat=True)
     with pytest.raises(ModelError, match="no pretrained weights"):
-        explain_file(PIANO, out, model="spec_att")
+        explain_file(PIANO, out, model="raw_att")
     with pytest.raises(ConfigError, match="does not exist"):
         explain_file(PIANO, tmp_path / "no" / "dir.png", model="musicnn.mtat", tags=["piano"])
     assert not out.exists()

@@ -203,7 +203,7 @@ def test_export_model_cli_entry(small_spec_att, tmp_path):
     (lambda p, out: export_model(p, "onnx", out, exporter="x"), ConfigError, "exporter"),
     (lambda p, out: export_model(p, "onnx", out, opset=7), ConfigError, "opset"),
     (lambda p, out: export_model("no_such_model", "onnx", out), ModelError, "unknown model"),
-    (lambda p, out: export_model("spec_att", "onnx", out), ModelError, "no pretrained"),
+    (lambda p, out: export_model("raw_att", "onnx", out), ModelError, "no pretrained"),
     (lambda p, out: export_model("x.onnx", "onnx", out), ModelError, "ONNX file"),
     (lambda p, out: export_model(p, "onnx", out.parent / "nodir" / "m.onnx"), ConfigError,
      "does not exist"),

@@ -128,10 +128,10 @@ def bar_lengths(img: np.ndarray, window: LiveWindow) -> np.ndarray:
 
 
 # ---- tests -------------------------------------------------------------------------------------
-def test_default_model_live_view_pixels(qtbot, open_window, tmp_path, monkeypatch):
+def test_musicnn_live_view_pixels(qtbot, open_window, tmp_path, monkeypatch):
     """musicnn (no attention) on the drum clip: the spectrogram is drawn, the 'drums' bar is
     the longest in the item and in the pixels, no overlay, the strip says why."""
-    window, session = open_window(Settings(source=DRUMS, model=DEFAULT_MODEL))
+    window, session = open_window(Settings(source=DRUMS, model="musicnn.mtat"))
     settle(qtbot, window, session)
     snap = session.snapshot()
     img = pixels(window, tmp_path / "live.png")
@@ -164,6 +164,19 @@ def test_default_model_live_view_pixels(qtbot, open_window, tmp_path, monkeypatc
     assert "model has no attention" in window.view.strip.title
     status = window.status.text()
     assert f"backend {session.tagger.engine.name}" in status and "overruns 0" in status
+
+
+def test_default_model_shows_its_attention(qtbot, open_window):
+    """The embedded default is a spec_att: its [CLS] attention overlay is on screen over the
+    latest chunk, and the strip shows the top tag's contribution map."""
+    window, session = open_window(Settings(source=DRUMS, model=DEFAULT_MODEL))
+    settle(qtbot, window, session)
+    snap = session.snapshot()
+    assert session.tagger.engine.checkpoint.arch == "spec_att"
+    assert snap.attention is not None and snap.attention.kind == "cls"
+    assert window.view.spectrogram.overlay.isVisible()
+    qtbot.waitUntil(lambda: "contribution" in window.view.strip.title, timeout=30000)
+    assert snap.top[0][0] in window.view.strip.title
 
 
 def test_attention_overlay_and_contribution_strip(qtbot, open_window, tmp_path,

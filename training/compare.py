@@ -203,6 +203,12 @@ def _latency(student: str, teacher: str, example, runs: int) -> dict:
     return {"student": q(ts), "teacher": q(tt), "runs": runs}
 
 
+def _label(name: str) -> str:
+    """A student's short name: the file, with its folder when that says more (runs/w256/model)."""
+    p = Path(name)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+
+
 def format_report(result: dict) -> str:
     """Markdown tables of a :func:`compare` result."""
     lines = [f"Held-out split `{result['split']}`: {result['clips']} clips; teacher "
@@ -217,13 +223,13 @@ def format_report(result: dict) -> str:
         inst = f"{si:.3f} ({ti:.3f})" if si is not None and ti is not None else "n/a"
         lat = r["latency_ms"]
         lines.append(
-            f"| `{Path(name).name}` | {r['hours']:.2f} | {r['song']['roc_auc']:.4f} | "
+            f"| `{_label(name)}` | {r['hours']:.2f} | {r['song']['roc_auc']:.4f} | "
             f"{r['song']['pr_auc']:.4f} | {r['chunk']['roc_auc']:.4f} | "
             f"{r['chunk']['pr_auc']:.4f} | {r['song']['mad']:.4f} | "
             f"{r['song']['top5_overlap']:.3f} | {r['song']['top1_equal']:.3f} | {inst} | "
             f"{lat['student']['median']:.1f} / {lat['teacher']['median']:.1f} |")
     for name, r in result["students"].items():
-        lines += ["", f"Per tag, `{Path(name).name}` (chunk level; positives = teacher top-"
+        lines += ["", f"Per tag, `{_label(name)}` (chunk level; positives = teacher top-"
                       f"{result['top_k']}; sorted by ROC-AUC, worst first):", "",
                   "| tag | positives | ROC-AUC | PR-AUC | MAD | mean p teacher / student |",
                   "|---|---|---|---|---|---|"]

@@ -15,12 +15,11 @@ _LEVELS = "▁▂▃▄▅▆▇█"
 
 def sparkline(weights, cells: int = 32) -> str:
     """``weights`` (>= 0) over time as ``cells`` block characters, scaled to their maximum."""
+    from ..aggregator import pool_cells
+
     w = np.asarray(weights, np.float64)
-    edges = np.linspace(0, w.size, cells + 1)
     # mean of the weights under each cell (cells may be narrower than one weight)
-    cum = np.concatenate([[0.0], np.cumsum(w)])
-    x = np.interp(edges, np.arange(w.size + 1), cum)
-    means = np.diff(x) / np.diff(edges)
+    means = pool_cells(np.repeat(w, cells), cells) if w.size < cells else pool_cells(w, cells)
     top = means.max()
     if not top > 0:
         return _LEVELS[0] * cells

@@ -6,7 +6,7 @@
 #
 # CORPUS: a corpus built by build_corpus.sh (manifest.csv + 16 kHz wav; see docs/training.md).
 # WORK:   prepared data, teacher cache, runs and the comparison report go here.
-# On a 2-core CPU the two students train side by side, one core each (about 95 minutes with
+# On a 2-core CPU the two students train side by side, one core each (about 90 minutes with
 # the settings below); every step is resumable: run the same command again after a stop.
 set -euo pipefail
 CORPUS=${1:?usage: default_spec_att.sh CORPUS WORK}
@@ -28,10 +28,10 @@ common=(--teacher musicnn.mtat --data "$WORK/prepared" --batch-size 16 --steps-p
         --aug-gain-db 6 --aug-noise-snr 20 --aug-mix 0.3 --seed 0)
 resume() { [ -f "$1/last.pt" ] && echo --resume || true; }
 $T distill --model spec_att --model-args '{"width": 512}' --out "$WORK/w512" \
-    --epochs 17 --switch-epoch 12 --drop-epochs 14 16 "${common[@]}" $(resume "$WORK/w512") &
+    --epochs 15 --switch-epoch 11 --drop-epochs 13 14 "${common[@]}" $(resume "$WORK/w512") &
 p512=$!
 $T distill --model spec_att --model-args '{"width": 256}' --out "$WORK/w256" \
-    --epochs 30 --switch-epoch 22 --drop-epochs 26 28 "${common[@]}" $(resume "$WORK/w256") &
+    --epochs 27 --switch-epoch 20 --drop-epochs 23 25 "${common[@]}" $(resume "$WORK/w256") &
 p256=$!
 wait $p512 $p256
 
