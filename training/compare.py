@@ -30,7 +30,7 @@ import numpy as np
 from rt_tagger.errors import ConfigError
 
 from .chunks import model_logmel
-from .data.dataset import Prepared
+from .data.dataset import Prepared, _take
 from .distill import patch_starts
 from .metrics import average_precision, json_safe, roc_auc, top_k
 
@@ -80,18 +80,20 @@ def compare(teacher: str, students: list[str], data: str | Path, *, split: str =
         s_store = data.features(s_logmel)
         length = s_model.checkpoint.input_length
         t_patch = t_model.checkpoint.input_length
-        s_chunks, t_chunks, owner, seconds = [], [], [], 0.0
+        s_chunks, t_chunks, seconds = [], [], 0.0
         example = None
         for c in clips:
-            xs, xt = _clip_inputs(s_store, t_store, int(c), length, t_patch)
-            if example is None:
-                example = (xs[:1], xt[0])
+            starts, xs = _student_chunks(s_store, int(c), length)
+            key = (int(c), length)
+            if key not in t_memo or example is None:
+                xt = _teacher_patches(t_store, int(c), starts, length, t_patch)
+                if example is None:
+                    example = (xs[:1], xt[0])
             s_chunks.append(s_engine.run(xs).probs)
-            if (int(c), length) not in t_memo:
+            if key not in t_memo:
                 tp = t_engine.run(xt.reshape(-1, *xt.shape[2:])).probs
-                t_memo[int(c), length] = tp.reshape(xt.shape[0], xt.shape[1], -1).mean(axis=1)
-            t_chunks.append(t_memo[int(c), length])
-            owner.append(np.full(xs.shape[0], c))
+                t_memo[key] = tp.reshape(xt.shape[0], xt.shape[1], -1).mean(axis=1)
+            t_chunks.append(t_memo[key])
             seconds += xs.shape[0] * length * s_logmel.hop_length / s_logmel.sample_rate
         s_chunk, t_chunk = np.concatenate(s_chunks), np.concatenate(t_chunks)
         s_song = np.stack([p.mean(axis=0) for p in s_chunks])
@@ -112,24 +114,20 @@ def compare(teacher: str, students: list[str], data: str | Path, *, split: str =
     return json_safe(result)
 
 
-def _clip_inputs(s_store, t_store, i: int, length: int, t_patch: int):
-    """Student chunks ``(n, L, mels)`` and, per chunk, the teacher patches covering it
-    ``(n, k, P, mels)``: non-overlapping chunks from the clip start (one tiled chunk for a
-    clip shorter than ``L``)."""
-    xs_clip, xt_clip = s_store.clip(i), t_store.clip(i)
-    n = min(xs_clip.shape[0], xt_clip.shape[0])
-    starts = np.arange(0, max(n - length, 0) + 1, length)
-    xs = np.stack([_take(xs_clip, s, length) for s in starts])
-    xt = np.stack([np.stack([_take(xt_clip, p, t_patch)
-                             for p in patch_starts(int(s), length, t_patch, n)])
-                   for s in starts])
-    return xs, xt
+def _student_chunks(s_store, i: int, length: int):
+    """Non-overlapping student chunks ``(n, L, mels)`` from the clip start, and their starts
+    (one tiled chunk for a clip shorter than ``L``)."""
+    clip = s_store.clip(i)
+    starts = np.arange(0, max(clip.shape[0] - length, 0) + 1, length)
+    return starts, np.stack([_take(clip, s, length) for s in starts])
 
 
-def _take(a: np.ndarray, start: int, length: int) -> np.ndarray:
-    from .data.dataset import _take as take
-
-    return take(a, start, length)
+def _teacher_patches(t_store, i: int, starts, length: int, t_patch: int) -> np.ndarray:
+    """Per student chunk, the teacher patches covering it: ``(n, k, P, mels)``."""
+    clip = t_store.clip(i)
+    return np.stack([np.stack([_take(clip, p, t_patch)
+                               for p in patch_starts(int(s), length, t_patch, clip.shape[0])])
+                     for s in starts])
 
 
 def _agreement(t: np.ndarray, s: np.ndarray, tags: list[str], k: int) -> dict:
