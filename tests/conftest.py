@@ -1,20 +1,10 @@
 """Shared fixtures: seeded synthetic signals and real music clips (tests/data)."""
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 import pytest
 
 from signals import MUSIC_CLIPS, SYNTHETIC, load_music, synthetic
-
-
-def pytest_configure(config):
-    # Tests start `python -m rt_tagger` in subprocesses. From the repository root that would
-    # import the source tree, which has no compiled extension, instead of the installed package;
-    # so the whole session runs from a scratch directory (tests use absolute paths).
-    os.chdir(tempfile.mkdtemp(prefix="rt-tagger-tests-"))
 
 
 @pytest.fixture(params=MUSIC_CLIPS)

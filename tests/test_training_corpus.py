@@ -12,10 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-try:  # installed layout: training/ ships as rt_tagger.training
-    import rt_tagger.training as T
-except ImportError:  # source tree
-    import training as T
+import rt_tagger.training as T
 
 
 def mod(name: str):

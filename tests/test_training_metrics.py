@@ -10,10 +10,7 @@ import io
 import numpy as np
 import pytest
 
-try:  # installed layout: training/ ships as rt_tagger.training
-    import rt_tagger.training as T
-except ImportError:  # source tree
-    import training as T
+import rt_tagger.training as T
 
 
 def mod(name: str):
