@@ -17,6 +17,9 @@ import numpy as np
 from .errors import ConfigError
 
 MODES = ("mean", "ema", "max")
+#: Default silence gate (dBFS RMS over a chunk): below it no tag is switched on. Digital
+#: silence and room tone (about -60 dBFS) stay under it; quiet music (-45 dBFS and up) does not.
+SILENCE_DB = -55.0
 
 
 @dataclass
@@ -28,6 +31,7 @@ class ChunkResult:
     attention: np.ndarray | None = None  # raw engine attention for this chunk (no batch axis)
     latency_ms: float | None = None
     padded: int = 0
+    level_db: float | None = None  # RMS level of the chunk's audio (dBFS), for the silence gate
 
 
 @dataclass
@@ -104,7 +108,7 @@ class Aggregator:
                  thresholds: float | np.ndarray = 0.5, off_ratio: float = 0.8,
                  min_duration: float = 1.0, topk: int = 5, history_seconds: float = 60.0,
                  logmel_seconds: float = 30.0, frame_seconds: float = 0.016,
-                 n_mels: int | None = None) -> None:
+                 n_mels: int | None = None, silence_db: float | None = SILENCE_DB) -> None:
         if mode not in MODES:
             raise ConfigError(f"aggregation must be one of {', '.join(MODES)}, got {mode!r}")
         if not horizon > 0:
@@ -113,6 +117,10 @@ class Aggregator:
             raise ConfigError(f"off_ratio must be in (0, 1], got {off_ratio!r}")
         if not 1 <= topk:
             raise ConfigError(f"topk must be >= 1, got {topk!r}")
+        if silence_db is not None and not (math.isfinite(silence_db) and -150 <= silence_db <= 0):
+            raise ConfigError(f"silence gate must be a level in dBFS between -150 and 0, got {silence_db!r}")
+        self.silence_db = silence_db
+        self.silent = False  # the latest chunk was below the silence gate
         self.tags = list(tags)
         n = len(self.tags)
         thr = np.broadcast_to(np.asarray(thresholds, np.float32), (n,)).copy()
@@ -171,11 +179,15 @@ class Aggregator:
             if r.attention is not None:
                 self._attention = attention_overlay(r.attention, r.t_start, r.t_end)
             self.probs = self._smooth(t, self.latest)
-            events = self._events(t)
+            self.silent = (self.silence_db is not None and r.level_db is not None
+                           and r.level_db < self.silence_db)
+            events = self._silence_events(t) if self.silent else self._events(t)
             update = {"type": "update", "t": round(t, 3), "chunk": r.index,
                       "t_start": round(r.t_start, 3),
                       "probs": {tag: round(float(p), 4) for tag, p in zip(self.tags, self.probs)},
-                      "top": self._top()}
+                      "top": self._top(), "silence": self.silent}
+            if r.level_db is not None:
+                update["level_db"] = round(max(r.level_db, -200.0), 2)
             if r.latency_ms is not None:
                 update["latency_ms"] = round(r.latency_ms, 2)
             if r.attention is not None and self._attention.kind == "cls":
@@ -218,6 +230,15 @@ class Aggregator:
                            "tag": self.tags[i], "p": round(float(self.probs[i]), 4)})
         return events
 
+    def _silence_events(self, t: float) -> list[dict]:
+        """Below the silence gate no tag is on: the ones on go off, none starts to count."""
+        self._since[:] = np.nan
+        events = [{"type": "event", "event": "tag_off", "t": round(t, 3), "tag": self.tags[i],
+                   "p": round(float(self.probs[i]), 4), "detail": "silence"}
+                  for i in np.flatnonzero(self._on)]
+        self._on[:] = False
+        return events
+
     def _top(self) -> list[list]:
         order = np.argsort(-self.probs, kind="stable")[: self.topk]
         return [[self.tags[i], round(float(self.probs[i]), 4)] for i in order]
@@ -257,4 +278,4 @@ class Aggregator:
                 history_t=hist_t, history=hist, attention=self._attention,
                 logmel=self._mel[idx].copy(), logmel_t0=start * self.frame_seconds,
                 frame_seconds=self.frame_seconds, thresholds=self.thresholds.copy(),
-                status=dict(self.status))
+                status=dict(self.status, silence=self.silent))

@@ -22,6 +22,7 @@ model is hard-coded elsewhere. :func:`load_checkpoint` verifies structure and ch
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -199,6 +200,9 @@ def _validate_meta(meta: Any, where: str) -> dict[str, Any]:
     tags = meta["tags"]
     if not isinstance(tags, list) or not tags or not all(isinstance(t, str) for t in tags):
         raise bad("tags must be a non-empty list of strings")
+    dupes = sorted(t for t, n in collections.Counter(tags).items() if n > 1)
+    if dupes:  # the outputs are keyed by tag name: a duplicate would hide a logit
+        raise bad(f"tag names must be unique; repeated: {', '.join(map(repr, dupes[:5]))}")
     if not isinstance(meta["sample_rate"], int) or meta["sample_rate"] <= 0:
         raise bad(f"sample_rate must be a positive integer, got {meta['sample_rate']!r}")
     if meta["input_kind"] not in INPUT_KINDS:

@@ -14,6 +14,7 @@ class Chunk:
     start: int  # first unit (frame or sample) of the chunk, counted from the stream start
     data: np.ndarray  # (length, dim) float32, or (length,) for waveforms
     padded: int = 0  # units of padding appended (only for a stream shorter than one chunk)
+    level_db: float | None = None  # RMS level of the chunk's audio in dBFS (set by the pipeline)
 
 
 class Chunker:
@@ -23,16 +24,19 @@ class Chunker:
     became complete. ``finish(pad_value)`` ends the stream: if no chunk was ever emitted (a
     stream shorter than one chunk), the units seen so far are padded with ``pad_value`` into a
     single chunk (``Chunk.padded`` says how much); otherwise trailing units after the last full
-    chunk are dropped, as musicnn and the paper's evaluation do.
+    chunk are dropped, as musicnn and the paper's evaluation do. ``finish(pad_value,
+    force=True)`` pads even a stream that produced no unit at all (audio too short for one
+    frame) into one chunk of ``unit_shape`` units (``(n_mels,)`` for frames, ``()`` for samples).
     """
 
-    def __init__(self, length: int, hop: int) -> None:
+    def __init__(self, length: int, hop: int, *, unit_shape: tuple[int, ...] = ()) -> None:
         if length < 1:
             raise ConfigError(f"chunk length must be >= 1, got {length}")
         if not 1 <= hop:
             raise ConfigError(f"chunk hop must be >= 1 unit, got {hop}")
         self.length = length
         self.hop = hop
+        self.unit_shape = tuple(unit_shape)
         self._buf: np.ndarray | None = None
         self._buf_start = 0  # unit index of _buf[0]
         self._total = 0
@@ -62,9 +66,13 @@ class Chunker:
             self._buf_start += drop
         return out
 
-    def finish(self, pad_value: float) -> list[Chunk]:
-        if self.emitted or self._buf is None or self._total == 0:
+    def finish(self, pad_value: float, *, force: bool = False) -> list[Chunk]:
+        if self.emitted:
             return []
+        if self._buf is None or self._total == 0:
+            if not force:
+                return []
+            self._buf = np.zeros((0, *self.unit_shape), np.float32)
         have = self._buf.shape[0]
         pad_shape = (self.length - have,) + self._buf.shape[1:]
         data = np.concatenate([self._buf, np.full(pad_shape, pad_value, self._buf.dtype)])

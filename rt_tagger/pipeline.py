@@ -18,10 +18,15 @@ raw mono audio (source rate) and may return messages (level meters, alarms).
 The chunk queue is bounded. A live source whose chunks arrive faster than inference drops the
 oldest waiting chunks and says so (an ``overload`` event) instead of growing without bound; an
 offline file waits instead, so nothing is lost.
+
+NaN/inf samples (a broken decoder, a float WAV with garbage) are read as silence before the taps
+and the resampler see them, counted (``nonfinite_samples`` in the status and the summary) and
+reported once per stretch as a ``nonfinite_input`` event when the stretch ends.
 """
 from __future__ import annotations
 
 import collections
+import math
 import queue
 import threading
 import time
@@ -35,6 +40,7 @@ from .features import LogMel, LogMelConfig
 from .sources.base import Source
 
 _END = object()
+ENERGY_STEP = 64  # samples between the points of the cumulative energy (chunk levels)
 
 
 class Pipeline:
@@ -50,7 +56,8 @@ class Pipeline:
         self.logmel_config = LogMelConfig.from_dict(ck.logmel) if ck.logmel else None
         self.unit_seconds = (self.logmel_config.hop_length / self.rate if self.logmel_config
                              else 1.0 / self.rate)
-        self.chunker = Chunker(int(ck.input_length), int(hop_units))
+        self.chunker = Chunker(int(ck.input_length), int(hop_units),
+                               unit_shape=(self.logmel_config.n_mels,) if self.logmel_config else ())
         self.live = not source.finite or getattr(source, "realtime", False)
         self.max_queue = max_queue
         self._logmel_backend = logmel_backend
@@ -67,12 +74,24 @@ class Pipeline:
         self.samples_model = 0  # at the model rate
         self.overrun_samples = 0
         self.dropped_chunks = 0
+        self.nonfinite_samples = 0  # NaN/inf input samples read as silence (source rate)
+        # Cumulative energy (sum of x^2) of the model-rate audio every ENERGY_STEP samples and at
+        # block ends, one (positions, sums) pair per block, so a chunk's RMS level is read for
+        # its span within ENERGY_STEP samples (the silence gate and the updates' level_db).
+        self._energy: collections.deque[tuple[np.ndarray, np.ndarray]] = collections.deque(
+            [(np.zeros(1, np.int64), np.zeros(1))])
+        self._energy_sum = 0.0
+        self._nf_stretch = 0  # samples in the stretch not reported yet
+        self._nf_since = 0.0
         # Raw chunk probabilities (index, t_start, t_end, probs) for the CSV taggram: all of them
         # for a finite source, the last hour's for a live one (bounded memory on 24/7 runs).
         self.taggram: collections.deque[tuple[int, float, float, np.ndarray]] = collections.deque(
             maxlen=None if source.finite else int(3600 / max(hop_units * self.unit_seconds, 1e-3)))
         self.padded_units = 0
         self._cpu0 = (time.process_time(), time.perf_counter())
+        # Read at most this many seconds of input, then end as if the input ended (--duration);
+        # set before start(). None: until the source ends.
+        self.max_seconds: float | None = None
 
     # ---- public -------------------------------------------------------------------------------
     def start(self, inference: bool = True) -> None:
@@ -173,21 +192,31 @@ class Pipeline:
                 self._emit({"type": "event", "event": "overrun", "t": round(self._t(), 3),
                             "samples": int(lost), "seconds": round(lost / src.sample_rate, 4)})
             n = ring.read_into(buf)
+            last = False
+            if self.max_seconds is not None:  # --duration: what lies beyond is never read
+                left = max(0, int(round(self.max_seconds * src.sample_rate)) - self.samples_in)
+                if n >= left:
+                    n, last = left, True
+                    src.stop()
             if n == 0:
-                if src.done and ring.available == 0:
+                if last or (src.done and ring.available == 0):
                     break
                 continue
             t_read = time.perf_counter()
             self.samples_in += n
             x = buf[:n]
+            self._zero_nonfinite(x, self.samples_in - n, src.sample_rate)
             for tap in self.taps:
                 for msg in tap(x) or ():
                     self._emit(msg)
             if resampler is not None:
                 x = resampler.resample_chunk(x)
             self._process(x, logmel, t_read)
+            if last:
+                break
         if self._stop.is_set():
             return
+        self._report_nonfinite(self.samples_in / src.sample_rate)
         t_read = time.perf_counter()
         tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True) if resampler else None
         if tail is not None and tail.size:
@@ -198,7 +227,9 @@ class Pipeline:
             for c in self.chunker.push(frames):
                 self._submit(c, t_read)
         pad = self._pad_value()
-        for c in self.chunker.finish(pad):
+        # Input too short for even one frame (one sample at 44.1 kHz resamples to none) still
+        # gets its padded chunk and its short_input event; a source that gave nothing gets none.
+        for c in self.chunker.finish(pad, force=self.samples_in > 0):
             self.padded_units = c.padded
             self._emit({"type": "event", "event": "short_input", "t": round(self._t(), 3),
                         "detail": f"audio shorter than one chunk: padded {c.padded} of "
@@ -210,9 +241,43 @@ class Pipeline:
             self._feature_done = True
             self._cond.notify_all()
 
+    def _zero_nonfinite(self, x: np.ndarray, first: int, rate: int) -> None:
+        """Set NaN/inf samples of ``x`` (in place) to 0, count them, and report the stretch
+        they belong to once it ends. ``first``: index of ``x[0]`` in the source's samples."""
+        bad = ~np.isfinite(x)
+        k = int(np.count_nonzero(bad))
+        if k:
+            idx = np.flatnonzero(bad)
+            x[idx] = 0.0
+            if self._nf_stretch == 0:
+                self._nf_since = (first + int(idx[0])) / rate
+            self._nf_stretch += k
+            self.nonfinite_samples += k
+            self.aggregator.set_status(nonfinite_samples=self.nonfinite_samples)
+            if bad[-1]:
+                return  # the stretch goes on into the next block
+            self._report_nonfinite((first + int(idx[-1]) + 1) / rate)
+        elif self._nf_stretch:
+            self._report_nonfinite(first / rate)
+
+    def _report_nonfinite(self, t_end: float) -> None:
+        if not self._nf_stretch:
+            return
+        n, self._nf_stretch = self._nf_stretch, 0
+        self._emit({"type": "event", "event": "nonfinite_input", "t": round(t_end, 3),
+                    "since": round(self._nf_since, 3), "samples": n,
+                    "detail": f"{n} NaN/inf input samples read as silence"})
+
     def _process(self, x: np.ndarray, logmel, t_read: float) -> None:
         x = np.ascontiguousarray(x, dtype=np.float32)
         self.samples_model += x.size
+        if x.size:
+            first = self.samples_model - x.size
+            cum = np.cumsum(np.square(x, dtype=np.float64)) + self._energy_sum
+            pos = np.arange(first - first % ENERGY_STEP + ENERGY_STEP, self.samples_model, ENERGY_STEP)
+            pos = np.append(pos, self.samples_model)
+            self._energy.append((pos, cum[pos - first - 1]))
+            self._energy_sum = float(cum[-1])
         if self._record is not None:
             self._record.write(x)
         units = logmel.push(x) if logmel is not None else x
@@ -227,7 +292,22 @@ class Pipeline:
             return 0.0
         return 0.0 if c.log == "log10p" else float(10 * np.log10(c.amin))
 
+    def _level_db(self, chunk: Chunk) -> float:
+        """RMS level (dBFS; a full-scale sine is -3) of the audio under ``chunk``, from the
+        cumulative energy (linear between its ENERGY_STEP points); older blocks are let go."""
+        per_unit = self.logmel_config.hop_length if self.logmel_config else 1
+        s0 = chunk.start * per_unit
+        s1 = max(s0 + 1, min((chunk.start + self.chunker.length - chunk.padded) * per_unit,
+                             self.samples_model))
+        while len(self._energy) > 2 and self._energy[1][0][-1] <= s0:
+            self._energy.popleft()
+        pos = np.concatenate([p for p, _ in self._energy])
+        cum = np.concatenate([c for _, c in self._energy])
+        e0, e1 = np.interp([s0, s1], pos, cum)
+        return round(10.0 * math.log10(max(e1 - e0, 0.0) / (s1 - s0) + 1e-20), 2)
+
     def _submit(self, chunk: Chunk, t_read: float) -> None:
+        chunk.level_db = self._level_db(chunk)
         with self._cond:
             if self.live:
                 while len(self._chunks) >= self.max_queue:
@@ -276,7 +356,7 @@ class Pipeline:
         for i, (c, t_read) in enumerate(batch):
             t0, t1 = c.start * us, (c.start + self.chunker.length - c.padded) * us
             r = ChunkResult(c.index, t0, t1, probs[i], None if attention is None else attention[i],
-                            latency_ms=(done - t_read) * 1e3, padded=c.padded)
+                            latency_ms=(done - t_read) * 1e3, padded=c.padded, level_db=c.level_db)
             self.taggram.append((c.index, t0, t1, probs[i].copy()))
             update, events = self.aggregator.add(r)
             self._emit(update)
@@ -301,6 +381,7 @@ class Pipeline:
                     "overrun_samples": self.overrun_samples,
                     "input_overflows": int(getattr(self.source, "callback_overflows", 0)),
                     "samples_in": self.samples_in,
+                    "nonfinite_samples": self.nonfinite_samples,
                     "dropped_chunks": self.dropped_chunks})
         if self.source.error is not None:
             self._out.put(self.source.error)

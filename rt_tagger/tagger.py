@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
-from .aggregator import Aggregator
+from .aggregator import SILENCE_DB, Aggregator
 from .errors import AudioInputError, ConfigError
 from .features import LogMel, LogMelConfig
 
@@ -20,7 +21,8 @@ DEFAULT_MODEL = "spec_att.w256"
 @dataclass
 class TagResult:
     """Offline tagging of one clip. ``taggram[i]`` are the tag probabilities of chunk ``i``,
-    which covers ``times[i, 0]`` .. ``times[i, 1]`` seconds; ``probs`` is the song-level mean."""
+    which covers ``times[i, 0]`` .. ``times[i, 1]`` seconds; ``probs`` is the song-level mean.
+    ``nonfinite_samples``: NaN/inf input samples that were read as silence."""
 
     tags: list[str]
     times: np.ndarray
@@ -28,6 +30,7 @@ class TagResult:
     probs: np.ndarray
     duration: float
     padded: int = 0
+    nonfinite_samples: int = 0
 
     def top(self, k: int = 5) -> list[tuple[str, float]]:
         order = np.argsort(-self.probs, kind="stable")[:k]
@@ -40,6 +43,19 @@ class TagResult:
             w.writerow(["start", "end", *self.tags])
             for (t0, t1), row in zip(self.times, self.taggram):
                 w.writerow([f"{t0:.3f}", f"{t1:.3f}", *(f"{p:.5f}" for p in row)])
+
+
+def parse_silence_gate(value: str | float | int | None) -> float | None:
+    """``--silence-gate``: a level in dBFS (``-55``), or ``off``/``None`` for no gate."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
+        return None
+    try:
+        db = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--silence-gate must be a level in dBFS (e.g. -55) or 'off', got {value!r}") from None
+    if not (math.isfinite(db) and -150 <= db <= 0):
+        raise ConfigError(f"--silence-gate must be between -150 and 0 dBFS (or 'off'), got {value!r}")
+    return db
 
 
 def parse_hop(hop: str | float, unit_seconds: float, chunk_units: int) -> int:
@@ -69,7 +85,7 @@ class Tagger:
                  hop: str | float = 0.5, aggregation: str = "mean", horizon: float = 3.0,
                  threshold: float | None = None, off_ratio: float = 0.8,
                  min_duration: float = 1.0, topk: int = 5, threads: int | None = None,
-                 max_batch: int = 16) -> None:
+                 max_batch: int = 16, silence_db: float | None = SILENCE_DB) -> None:
         from .engines import create_engine
 
         self.model = os.fspath(model) if model is not None else DEFAULT_MODEL
@@ -84,7 +100,7 @@ class Tagger:
         self.chunk_units = int(ck.input_length)
         self.hop_units = parse_hop(hop, self.unit_seconds, self.chunk_units)
         self._agg_kw = dict(mode=aggregation, horizon=horizon, off_ratio=off_ratio,
-                            min_duration=min_duration, topk=topk)
+                            min_duration=min_duration, topk=topk, silence_db=silence_db)
         self.threshold = threshold
         self.make_aggregator()  # validate the settings now, not mid-stream
         self.pipeline = None
@@ -140,12 +156,20 @@ class Tagger:
         finally:
             pipe.stop()
 
-    def tag_file(self, path: str | os.PathLike[str]) -> TagResult:
-        """Offline tagging of a whole file (decoded, resampled, batched)."""
-        from .sources import read_audio
+    def tag_file(self, path: str | os.PathLike[str], *, block_frames: int = 65536) -> TagResult:
+        """Offline tagging of a whole file, streamed: decoded ``block_frames`` at a time,
+        downmixed, resampled (soxr, streaming) and turned into log-mel frames and chunks block
+        by block, so memory stays bounded (the taggram aside) however long the file is. NaN/inf
+        samples are read as silence and counted in ``nonfinite_samples``."""
+        from .sources import Decoder
 
-        y, _ = read_audio(path, sample_rate=self.sample_rate)
-        return self.tag_array(y)
+        with Decoder(path, block_frames=block_frames) as dec:
+            run = _OfflineRun(self, dec.info.sample_rate)
+            for block in dec.blocks():
+                run.push(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0])
+        if run.samples_in == 0:
+            raise AudioInputError(f"{os.fspath(path)} contains no audio (0 samples)")
+        return run.finish()
 
     def tag_array(self, y: np.ndarray, sample_rate: int | None = None) -> TagResult:
         """Tag a mono float32 signal at the model's sample rate (or resample from ``sample_rate``)."""
@@ -153,25 +177,46 @@ class Tagger:
             raise AudioInputError(f"audio must be 1-D mono, got shape {y.shape}")
         if y.size == 0:
             raise AudioInputError("audio is empty (0 samples)")
+        from .sources.decode import check_sample_rate
+
+        if sample_rate is not None:
+            check_sample_rate(int(sample_rate), "tag_array", AudioInputError)
+        y = np.asarray(y, dtype=np.float32)
+        bad = ~np.isfinite(y)
+        nonfinite = int(np.count_nonzero(bad))
+        if nonfinite:
+            y = np.where(bad, np.float32(0), y)
         if sample_rate is not None and sample_rate != self.sample_rate:
             import soxr
 
             y = soxr.resample(y, sample_rate, self.sample_rate, quality="HQ")
         y = np.ascontiguousarray(y, dtype=np.float32)
-        units = LogMel(self.logmel_config)(y, nonfinite="zero") if self.logmel_config else y
+        units = LogMel(self.logmel_config)(y) if self.logmel_config else y
+        ch = self._chunker()
+        chunks = ch.push(units) or ch.finish(self._pad_value(), force=True)
+        return self._result(chunks, self._run_chunks(chunks), y.size, nonfinite)
+
+    # ---- offline helpers (tag_array, tag_file) --------------------------------------------------
+    def _chunker(self):
         from .chunker import Chunker
 
-        ch = Chunker(self.chunk_units, self.hop_units)
-        pad = 0.0 if not self.logmel_config or self.logmel_config.log != "db" else float(
-            10 * np.log10(self.logmel_config.amin))
-        chunks = ch.push(units) or ch.finish(pad)
+        return Chunker(self.chunk_units, self.hop_units,
+                       unit_shape=(self.logmel_config.n_mels,) if self.logmel_config else ())
+
+    def _pad_value(self) -> float:
+        c = self.logmel_config
+        return 0.0 if not c or c.log != "db" else float(10 * np.log10(c.amin))
+
+    def _run_chunks(self, chunks: list) -> np.ndarray:
         x = np.stack([c.data for c in chunks])
-        probs = np.concatenate([self.engine.run(x[i:i + 64], attention=False).probs
-                                for i in range(0, x.shape[0], 64)])
+        return np.concatenate([self.engine.run(x[i:i + 64], attention=False).probs
+                               for i in range(0, x.shape[0], 64)])
+
+    def _result(self, chunks: list, probs: np.ndarray, samples: int, nonfinite: int) -> TagResult:
         us = self.unit_seconds
         times = np.array([(c.start * us, (c.start + self.chunk_units - c.padded) * us) for c in chunks])
-        return TagResult(self.tags, times, probs, probs.mean(axis=0), y.size / self.sample_rate,
-                         padded=chunks[0].padded)
+        return TagResult(self.tags, times, probs, probs.mean(axis=0), samples / self.sample_rate,
+                         padded=chunks[0].padded, nonfinite_samples=nonfinite)
 
     def close(self) -> None:
         self.engine.close()
@@ -181,3 +226,65 @@ class Tagger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _OfflineRun:
+    """:meth:`Tagger.tag_file`'s stages, fed one mono block at a time: non-finite samples to 0,
+    soxr streaming resampler, streaming log-mel, chunker; chunks are tagged 64 at a time and
+    only their probabilities are kept."""
+
+    BATCH = 64
+
+    def __init__(self, tagger: Tagger, rate: int) -> None:
+        self.tagger = tagger
+        self.resampler = None
+        if rate != tagger.sample_rate:
+            import soxr
+
+            self.resampler = soxr.ResampleStream(rate, tagger.sample_rate, 1, dtype="float32",
+                                                 quality="HQ")
+        cfg = tagger.logmel_config
+        self.logmel = LogMel(cfg).stream(nonfinite="raise") if cfg else None
+        self.chunker = tagger._chunker()
+        self.samples_in = self.samples = self.nonfinite = 0
+        self.chunks: list = []  # Chunk objects, data dropped once tagged
+        self.waiting: list = []
+        self.probs: list[np.ndarray] = []
+
+    def push(self, x: np.ndarray, last: bool = False) -> None:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        self.samples_in += x.size
+        bad = ~np.isfinite(x)
+        if bad.any():
+            self.nonfinite += int(np.count_nonzero(bad))
+            x = np.where(bad, np.float32(0), x)
+        if self.resampler is not None:
+            x = self.resampler.resample_chunk(x, last=last)
+        self.samples += x.size
+        units = self.logmel.push(x) if self.logmel is not None else x
+        if last and self.logmel is not None:
+            flushed = self.logmel.flush()
+            units = np.concatenate([units, flushed]) if units.size else flushed
+        self._add(self.chunker.push(units))
+
+    def _add(self, chunks: list) -> None:
+        self.waiting.extend(chunks)
+        while len(self.waiting) >= self.BATCH:
+            self._tag(self.waiting[: self.BATCH])
+            del self.waiting[: self.BATCH]
+
+    def _tag(self, batch: list) -> None:
+        self.probs.append(self.tagger._run_chunks(batch))
+        for c in batch:
+            self.chunks.append(c)
+            c.data = None  # keep only index, start and padding
+
+    def finish(self) -> TagResult:
+        self.push(np.zeros(0, np.float32), last=True)
+        if not self.chunks and not self.waiting:
+            self.waiting = self.chunker.finish(self.tagger._pad_value(), force=True)
+        if self.waiting:
+            self._tag(self.waiting)
+            self.waiting = []
+        return self.tagger._result(self.chunks, np.concatenate(self.probs), self.samples,
+                                   self.nonfinite)

@@ -165,6 +165,7 @@ def good_meta() -> dict:
 @pytest.mark.parametrize("change,match", [
     (dict(format_version=99), "format_version 99 is not supported"),
     (dict(tags=[]), "tags must be a non-empty list"),
+    (dict(tags=["t0", "t1", "t0", "t1"]), "tag names must be unique; repeated: 't0', 't1'"),
     (dict(input_kind="mfcc"), "input_kind must be one of"),
     (dict(logmel=None), "needs its logmel parameters"),
     (dict(logmel=dict(SPEC_ATT_DB.to_dict(), n_fft=500)), "n_fft must be a power of two"),

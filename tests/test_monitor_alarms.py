@@ -200,7 +200,10 @@ def test_http_status_serves_json_read_only():
     state = {"sources": {"fm": {"state": "running", "loudness": {"momentary": -20.0}}}}
     with StatusServer(lambda: state, "127.0.0.1:0") as srv:
         assert srv.host == "127.0.0.1"
-        assert _get(f"{srv.url}/status") == (200, state)
+        code, body = _get(f"{srv.url}/status")
+        # the server's own counters ride along: this request is the one connection served
+        assert body.pop("http") == {"connections": 1, "refused": 0, "client_errors": 0}
+        assert (code, body) == (200, state)
         assert _get(f"{srv.url}/sources/fm") == (200, state["sources"]["fm"])
         assert _get(f"{srv.url}/sources/nope")[0] == 404
         assert _get(f"{srv.url}/other")[0] == 404

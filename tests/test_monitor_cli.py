@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from rt_tagger.errors import ConfigError
+from rt_tagger.monitor.config import load_config
+from rt_tagger.monitor.spec import SourceSpec
 from rt_tagger.sinks import validate_message
 from signals import MUSIC_CLIPS, SR, load_music
 from pulse import pulse_env as _pulse_env
@@ -38,6 +41,7 @@ def clips(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_two_sources_from_the_command_line(clips, tmp_path):
     log = tmp_path / "events.jsonl"
     code, msgs, err = run("--source", f"a=file:{clips / 'a.wav'}", "--source", f"b=file:{clips / 'b.wav'}",
@@ -55,6 +59,7 @@ def test_two_sources_from_the_command_line(clips, tmp_path):
     assert all("T" in m["time"] for m in logged)
 
 
+@pytest.mark.slow
 def test_config_file_and_clean_errors(clips, tmp_path):
     cfg = tmp_path / "m.toml"
     cfg.write_text(f'hop = "chunk"\n[alarms]\nsilence_seconds = 1\n[sources]\n'
@@ -76,6 +81,7 @@ def test_config_file_and_clean_errors(clips, tmp_path):
 
 
 @pytest.mark.audio_device
+@pytest.mark.slow
 def test_pulseaudio_device_next_to_a_file(clips, tmp_path):
     env = _pulse_env()
     if env is None:
@@ -120,3 +126,59 @@ def test_pulseaudio_device_next_to_a_file(clips, tmp_path):
     assert loud and max(loud) > -30  # the played strings were measured (about -17 LUFS)
     assert any(m["type"] == "update" and m["source"] == "backup" for m in msgs)
     assert not any(m["type"] == "event" and m["event"] == "overrun" for m in msgs)
+
+
+# ---- issue #16: restart_delay and the event-log rotation are validated and honoured --
+@pytest.mark.parametrize("line, text", [
+    ("restart_delay = -1", "restart_delay must be between 0 and 86400"),
+    ("restart_delay = nan", "restart_delay must be between"),
+    ("restart_delay = true", "restart_delay must not be true/false"),
+    ('restart_delay = "2"', "restart_delay has the wrong type"),
+    ("event_log_max_bytes = 100", "event_log_max_bytes must be between 256"),
+    ("event_log_max_bytes = 1.5e3", "event_log_max_bytes has the wrong type"),
+    ("event_log_backups = -1", "event_log_backups must be between 0 and 1000"),
+    ("event_log_backups = 5000", "event_log_backups must be between 0 and 1000"),
+    ('[sources]\n"a\\n" = "file:x.wav"', "source name 'a\\n' must be"),
+])
+def test_monitor_options_are_validated(tmp_path, line, text):
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(line + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert text in str(info.value) and "\n" not in str(info.value)
+
+
+def test_source_name_may_not_end_in_a_newline():
+    with pytest.raises(ConfigError, match="must be 1-64"):
+        SourceSpec("studio\n", "file:x.wav")
+    assert SourceSpec("studio-2.b_", "file:x.wav").name == "studio-2.b_"
+
+
+def test_config_only_options_reach_the_monitor(tmp_path):
+    from rt_tagger.cli import build_parser
+    from rt_tagger.monitor.cli import _settings
+
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('restart_delay = 2\nevent_log_max_bytes = 4096\nevent_log_backups = 2\n'
+                   '[sources]\na = "file:x.wav"\n')
+    parser = build_parser()
+    _, o = _settings(parser.parse_args(["--config", str(cfg)]), parser)
+    assert (o.restart_delay, o.event_log_max_bytes, o.event_log_backups) == (2, 4096, 2)
+
+
+def test_event_log_rotates_at_max_bytes_keeping_n_backups(clips, tmp_path):
+    log = tmp_path / "events.jsonl"
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(f'event_log = "{log}"\nevent_log_max_bytes = 300\nevent_log_backups = 2\n'
+                   f'hop = 1\nquiet = true\n[sources.a]\ninput = "file:{clips / "a.wav"}"\n'
+                   f'realtime = false\n[sources.b]\ninput = "file:{clips / "b.wav"}"\n'
+                   f'realtime = false\n')
+    p = subprocess.run([sys.executable, "-m", "rt_tagger", "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=90)
+    assert p.returncode == 0, p.stderr
+    names = sorted(x.name for x in tmp_path.iterdir() if x.name.startswith("events"))
+    assert names == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"], names
+    for name in names:  # each file: whole JSON lines, over max_bytes only by a single line
+        lines = (tmp_path / name).read_text().splitlines()
+        assert lines and all(json.loads(x)["type"] in ("status", "event", "summary") for x in lines)
+        assert len(lines) == 1 or (tmp_path / name).stat().st_size <= 300

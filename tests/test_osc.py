@@ -1,6 +1,8 @@
 """OSC output against a real python-osc server on loopback."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -98,3 +100,33 @@ def test_monitor_top_k_reaches_the_osc_server(receiver):
         assert [a for a, _ in got_u] == [a for a, _ in sent]
         np.testing.assert_allclose([p for _, p in got_u], [p for _, p in sent], atol=1e-6)
     assert any(addr == "/rt-tagger/deck-a/event" and a[0] == "source_state" for addr, a in received)
+
+
+# ---- issue #16: the target is checked at start-up, send errors surface once ----------
+@pytest.mark.parametrize("target, text", [
+    ("255.255.255.255:9000", "not a single host"), ("127.0.0.1:0", "port 0"),
+    ("no-such-host.invalid:9000", "unknown host"), ("0.0.0.0:9000", "not a single host"),
+    ("::1:9000", "brackets")])
+def test_osc_target_checked_at_start_up(target, text):
+    with pytest.raises(ConfigError) as info:
+        OscSender(target)
+    assert text in str(info.value) and "\n" not in str(info.value)
+
+
+def test_osc_bad_target_is_one_line_from_the_command():
+    p = subprocess.run([sys.executable, "-m", "rt_tagger", "--source", f"a=file:{DATA / MUSIC_CLIPS[0]}",
+                        "--osc", "255.255.255.255:9000", "-q"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and p.stderr.startswith("rt-tagger: --osc 255.255.255.255:9000: "), p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_osc_send_errors_surface_once_then_recover(capsys):
+    with OscSender("127.0.0.1:9") as osc:
+        huge = {"type": "update", "source": "a", "top": [("x" * 70000, 0.5)]}  # > one datagram
+        for _ in range(5):
+            osc.handle(huge)
+        assert osc.state == "failing" and osc.errors >= 5 and "Message too long" in osc.error
+        osc.handle({"type": "update", "source": "a", "top": [("rock", 0.5)]})
+        assert osc.status["state"] == "ok" and osc.status["sent"] >= 2
+    err = capsys.readouterr().err
+    assert err.count("rt-tagger: OSC") == 1 and "Message too long" in err

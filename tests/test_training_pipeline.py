@@ -19,10 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-try:  # installed layout: training/ ships as rt_tagger.training
-    import rt_tagger.training as T
-except ImportError:  # source tree
-    import training as T
+import rt_tagger.training as T
 
 
 def mod(name: str):
@@ -81,18 +78,20 @@ def run(prepared, tmp_path_factory):
         if event == "epoch_start":
             starts[epoch] = state(model)
         if event == "reload":
-            best = torch.load(out / "best.pt", weights_only=False)
+            best = torch.load(out / "best.pt", weights_only=True)
             reloads.append((epoch, state(model), best["model"], best["epoch"]))
     T.train(config(prepared, out), callback=callback)
     return out, reloads, starts
 
 
+@pytest.mark.slow
 def test_prepared_lists_the_broken_file(prepared):
     data = mod("data.dataset").Prepared(prepared)
     assert [f["status"] for f in data.meta["failed"]] == ["unreadable"]
     assert (prepared / "failed.tsv").read_text().count("unreadable") == 1
 
 
+@pytest.mark.slow
 def test_training_learns_and_switches(run):
     out, *_ = run
     log = read_log(out)
@@ -114,6 +113,7 @@ def test_every_reload_loads_the_best_weights(run):
         assert same(weights, best), f"epoch {epoch}: weights are not best.pt's"
 
 
+@pytest.mark.slow
 def test_reload_restores_an_earlier_epoch_not_the_last(prepared, tmp_path):
     """Spoil the last Adam epoch's weights before validation: the switch must bring back an
     earlier epoch, not continue from the spoiled weights (the authors' code would continue)."""
@@ -127,7 +127,7 @@ def test_reload_restores_an_earlier_epoch_not_the_last(prepared, tmp_path):
             seen["spoiled"] = state(model)
         if event == "reload" and epoch == 3:
             seen["reloaded"] = state(model)
-            seen["best"] = torch.load(out / "best.pt", weights_only=False)
+            seen["best"] = torch.load(out / "best.pt", weights_only=True)
     out = tmp_path / "run"
     T.train(config(prepared, out, epochs=4, export=False), callback=callback)
     best_epoch = int(read_log(out)[2]["best_epoch"])
@@ -153,10 +153,57 @@ def test_ctrl_c_then_resume_equals_uninterrupted(prepared, run, tmp_path):
     with pytest.raises(Exception, match="--resume"):
         T.train(config(prepared, out, export=False))
     T.train(config(prepared, out, epochs=4, export=False, resume=True))
-    b = torch.load(out / "last.pt", weights_only=False)
+    b = torch.load(out / "last.pt", weights_only=True)
     assert same(starts[4], b["model"], atol=1e-6)
     assert [r["val_roc_auc"] for r in read_log(ref)][:4] == \
         [r["val_roc_auc"] for r in read_log(out)]
+
+
+class _RunsCode:
+    """Unpickling this writes ``marker``: a stand-in for a crafted ``best.pt`` / ``last.pt``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+def crafted_run_file(path: Path, marker: Path) -> Path:
+    torch.save({"model": {"w": torch.zeros(2)}, "epoch": 0, "payload": _RunsCode(marker)}, path)
+    return path
+
+
+def test_crafted_run_file_payload_is_live(tmp_path):
+    """Control: the crafted file really runs code under the old ``weights_only=False`` load."""
+    marker = tmp_path / "ran"
+    torch.load(crafted_run_file(tmp_path / "x.pt", marker), weights_only=False)
+    assert marker.exists()
+
+
+def test_resume_refuses_a_crafted_last_pt(prepared, tmp_path):
+    from rt_tagger.errors import ConfigError
+
+    out, marker = tmp_path / "run", tmp_path / "ran"
+    out.mkdir()
+    crafted_run_file(out / "last.pt", marker)
+    with pytest.raises(ConfigError, match=r"last\.pt: refused to load: it holds code .*\(exec\)"):
+        T.train(config(prepared, out, export=False, resume=True))
+    assert not marker.exists()
+
+
+def test_export_refuses_a_crafted_best_pt(run, tmp_path):
+    ref, *_ = run
+    bad, marker = tmp_path / "bad_run", tmp_path / "ran"
+    bad.mkdir()
+    for name in ("config.json", "log.csv"):
+        (bad / name).write_bytes((ref / name).read_bytes())
+    crafted_run_file(bad / "best.pt", marker)
+    r = subprocess.run([sys.executable, "-m", T.__name__, "export", "--run", str(bad)],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "refused to load" in r.stderr, r.stderr
+    assert r.stdout == "" and not marker.exists() and not (bad / "model.safetensors").exists()
 
 
 def test_export_loads_in_the_runtime_and_tags(run, prepared):
@@ -221,6 +268,7 @@ def mine_tags(result):
     return [r["tag"] for r in result["per_tag"]]
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_single_process(prepared, tmp_path):
     """2 gloo ranks x 4 clips == 1 process with 2 accumulated micro-batches of 4 (same global
     batch of 8, same per-micro-batch BatchNorm statistics)."""
@@ -241,8 +289,8 @@ def test_ddp_two_processes_match_single_process(prepared, tmp_path):
                    val_chunks=2, accum_steps=2, export=False, threads=1,
                    model_args=SMALL))
     assert json.loads((tmp_path / "ddp" / "config.json").read_text())["world_size"] == 2
-    a = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "one" / "last.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["model"]
     params = [k for k in a if "running" not in k and "num_batches" not in k]
     err = max(float((a[k] - b[k]).abs().max()) for k in params)
     scale = max(float(b[k].abs().max()) for k in params)
@@ -253,6 +301,7 @@ def test_ddp_two_processes_match_single_process(prepared, tmp_path):
         assert float(ra["train_loss"]) == pytest.approx(float(rb["train_loss"]), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_distillation_targets_and_run(prepared, tmp_path):
     """Teacher targets are the mean teacher probability over the patches covering the student
     chunk; a short distillation run trains a student with the teacher's tags."""
@@ -302,6 +351,7 @@ def test_distillation_targets_and_run(prepared, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_teacher_cache_equals_teacher_on_the_grid(prepared, tmp_path):
     """Cached grid targets (teacher run once per grid point on onnxruntime) equal the per-batch
     teacher targets (PyTorch) for every grid chunk; off-grid chunks fall back to the teacher."""
@@ -328,6 +378,7 @@ def test_teacher_cache_equals_teacher_on_the_grid(prepared, tmp_path):
     assert np.array_equal(np.asarray(again.probs), np.asarray(cache.probs))
 
 
+@pytest.mark.slow
 def test_distillation_on_the_grid_with_mixing(prepared, tmp_path):
     """With the cache, chunks start on the teacher grid, and a mixed chunk's target is the
     elementwise max of both chunks' teacher targets."""

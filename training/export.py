@@ -21,6 +21,7 @@ from .config import TrainConfig
 from .data.dataset import Prepared
 from .evaluate import predict_songs
 from .metrics import f1_thresholds, json_safe, tag_metrics
+from .train import load_run_file
 
 __all__ = ["export_run"]
 
@@ -40,7 +41,7 @@ def export_run(run: str | Path, out: str | Path | None = None, *, device: str = 
     info = json.loads((run / "config.json").read_text())
     cfg = TrainConfig.from_dict(info["config"])
     tags, arch_args = info["tags"], info["arch_args"]
-    best = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+    best = load_run_file(run / "best.pt", "cpu")
     model = create_model(cfg.model, **arch_args)
     model.load_state_dict(best["model"])
     dev = torch.device(device)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pickle
+import re
 import sys
 import time
 from pathlib import Path
@@ -32,7 +34,7 @@ from .evaluate import predict_songs
 from .metrics import tag_metrics
 from .schedule import make_optimizer, phase_at
 
-__all__ = ["build_model", "resolve_data", "train"]
+__all__ = ["build_model", "load_run_file", "resolve_data", "train"]
 
 LOG_FIELDS = ("epoch", "phase", "optimizer", "lr", "train_loss", "val_loss", "val_roc_auc",
               "val_pr_auc", "best_epoch", "seconds")
@@ -139,7 +141,7 @@ def _train(cfg: TrainConfig, dist: Dist, callback) -> Path:
     phase = phase_at(cfg, 0)
     optimizer = make_optimizer(cfg, model.parameters(), phase)
     if cfg.resume:
-        ck = torch.load(last_path, map_location=dist.device, weights_only=False)
+        ck = load_run_file(last_path, dist.device)
         model.load_state_dict(ck["model"])
         state = ck["state"]
         phase = phase_at(cfg, max(state["epoch"] - 1, 0))
@@ -163,7 +165,7 @@ def _train(cfg: TrainConfig, dist: Dist, callback) -> Path:
             if epoch > 0 and new.index != phase.index:
                 if new.reload_best and best_path.exists():
                     dist.barrier()
-                    best = torch.load(best_path, map_location=dist.device, weights_only=False)
+                    best = load_run_file(best_path, dist.device)
                     model.load_state_dict(best["model"])
                     callback("reload", epoch, model)
                     _say(cfg, dist, f"epoch {epoch}: loaded the best weights (epoch "
@@ -274,6 +276,25 @@ class _null:
 
     def __exit__(self, *a):
         return False
+
+
+def load_run_file(path: Path, map_location=None) -> dict:
+    """``last.pt`` / ``best.pt`` loaded with ``weights_only=True``: tensors and plain Python
+    values only (what :func:`_save` writes), so a crafted file cannot run code when loaded; a
+    file holding anything else is refused with one line naming what it tried to load."""
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise ConfigError(f"{path}: refused to load: it holds code or objects{what}, not only "
+                          "the tensors and plain values of an rt-tagger run file") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{path}: cannot read this run file: {reason}") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
+        raise ConfigError(f"{path}: not an rt-tagger run file (no model weights)")
+    return obj
 
 
 def _save(path: Path, obj: dict) -> None:

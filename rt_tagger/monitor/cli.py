@@ -35,17 +35,33 @@ def wants_monitor(args: argparse.Namespace) -> bool:
     return bool(args.sources or args.config or args.osc or args.http or args.event_log)
 
 
+def _load_config(path: str):
+    """``load_config`` with the file's own troubles (a directory, unreadable, not UTF-8) as one line."""
+    import os
+
+    from .config import load_config
+
+    if os.path.isdir(path):
+        raise ConfigError(f"--config {path}: is a directory, not a TOML file")
+    try:
+        return load_config(path)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--config {path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read: {exc.strerror or exc}") from None
+
+
 def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser):
     """Sources and options from --config, overridden by whatever was given on the command line."""
     from dataclasses import replace
 
-    from .config import MonitorConfig, load_config
+    from .config import MonitorConfig
     from .spec import SourceSpec
 
-    cfg = load_config(args.config) if args.config else MonitorConfig()
+    cfg = _load_config(args.config) if args.config else MonitorConfig()
     opts = dict(vars(args))
-    for key, value in cfg.options.items():
-        if key in opts and opts[key] == parser.get_default(key):
+    for key, value in cfg.options.items():  # config-only keys (restart_delay, ...) too
+        if key not in opts or opts[key] == parser.get_default(key):
             opts[key] = value
     overrides = {d: getattr(args, d) for d, _, _ in ALARM_FLAGS if getattr(args, d) is not None}
     sources = [replace(s, alarms=replace(s.alarms, **overrides)) for s in cfg.sources]
@@ -64,46 +80,60 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser):
 
 
 def run_monitor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..sinks import JsonlWriter, TerminalView
-    from ..tagger import Tagger
+    """Several sources (or one, with monitoring outputs). Exit status as ``_run_stream``:
+    0; 1 if an output was lost; 128 + signal number after SIGINT/SIGTERM/SIGHUP."""
+    from .. import shutdown
+    from ..preflight import check_outputs, check_values
+    from ..sinks import JsonlWriter, Outputs, TerminalView
+    from ..tagger import Tagger, parse_silence_gate
     from .runner import Monitor
 
     sources, o = _settings(args, parser)
+    # Not (yet) carried by the monitor: refused rather than silently ignored.
+    unsupported = [flag for flag, on in (("--csv", o.csv), ("--record", o.record),
+                                         ("--gui (one source)", o.gui and len(sources) == 1)) if on]
+    if unsupported:
+        raise ConfigError(f"{', '.join(unsupported)} cannot be combined with --source/--config/--osc/"
+                          "--http/--event-log (monitoring); use --jsonl, or run without them")
+    check_values(o)
+    check_outputs(o)  # every path first: nothing is created, no audio read, no model loaded
     for spec in sources:  # fail fast, before the model loads
         if spec.kind == "file":
-            from ..sources.decode import Decoder
+            from ..sources.decode import Decoder, is_pipe
 
-            Decoder(spec.target.partition(":")[2]).close()
-    sinks = []
-    if o.jsonl:
-        sinks.append(JsonlWriter(o.jsonl))
-    if not o.quiet:
-        tty = None if len(sources) == 1 else False  # several sources: plain lines
-        sinks.append(TerminalView(sys.stderr if o.jsonl == "-" else sys.stdout, topk=o.topk, tty=tty))
-    if o.osc:
-        from ..sinks.osc import OscSender
-
-        sinks.append(OscSender(o.osc, topk=o.topk))
-    if o.event_log:
-        from ..sinks.eventlog import EventLog
-
-        sinks.append(EventLog(o.event_log, max_bytes=getattr(o, "event_log_max_bytes", 10_000_000),
-                              backups=getattr(o, "event_log_backups", 5)))
-    try:
-        tagger = Tagger(o.model, backend=o.backend, hop=o.hop, aggregation=o.aggregation,
-                        horizon=o.horizon, threshold=o.threshold, min_duration=o.min_duration,
-                        topk=o.topk, threads=o.threads)
-    except BaseException:
-        for sink in sinks:
-            if hasattr(sink, "close"):
-                sink.close()
-        raise
+            if not is_pipe(spec.target.partition(":")[2]):  # a pipe can be read only once
+                Decoder(spec.target.partition(":")[2]).close()
+    tagger = Tagger(o.model, backend=o.backend, hop=o.hop, aggregation=o.aggregation,
+                    horizon=o.horizon, threshold=o.threshold, min_duration=o.min_duration,
+                    topk=o.topk, threads=o.threads, silence_db=parse_silence_gate(o.silence_gate))
     mon = Monitor(tagger, sources, restart_delay=getattr(o, "restart_delay", 30.0), workers=o.workers,
-                  batch=o.batch)
-    server = None
-    interrupted = ending = False
-    reached: set[str] = set()
+                  batch=o.batch, max_seconds=o.duration)
+    # One failing output (disk full) is switched off and reported once - in /status too.
+    outputs = Outputs(on_event=mon.events.append)
+    server, code = None, 0
     try:
+        if o.jsonl:
+            mon.outputs["jsonl"] = outputs.add(
+                "jsonl", JsonlWriter(o.jsonl), "stdout" if o.jsonl == "-" else o.jsonl,
+                stdout=o.jsonl == "-", reopen=None if o.jsonl == "-" else (lambda: JsonlWriter(o.jsonl)))
+        if not o.quiet:
+            tty = None if len(sources) == 1 else False  # several sources: plain lines
+            to_stderr = o.jsonl == "-"
+            outputs.add("terminal", TerminalView(sys.stderr if to_stderr else sys.stdout, topk=o.topk, tty=tty),
+                        "stderr" if to_stderr else "stdout", stdout=not to_stderr)
+        if o.osc:
+            from ..sinks.osc import OscSender
+
+            mon.outputs["osc"] = OscSender(o.osc, topk=o.topk)  # its own status: sends never raise
+            outputs.add("osc", mon.outputs["osc"], o.osc)
+        if o.event_log:
+            from ..sinks.eventlog import EventLog
+
+            def event_log():
+                return EventLog(o.event_log, max_bytes=getattr(o, "event_log_max_bytes", 10_000_000),
+                                backups=getattr(o, "event_log_backups", 5))
+
+            mon.outputs["event_log"] = outputs.add("event_log", event_log(), o.event_log, reopen=event_log)
         if o.http is not None:
             from ..sinks.http_status import StatusServer
 
@@ -112,39 +142,22 @@ def run_monitor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         if o.gui and len(sources) > 1:  # the compact one-row-per-source window
             from ..gui_launch import run_multi_gui
 
-            return run_multi_gui(mon, sinks, topk=min(o.topk, 3))
-        mon.start()
-        while True:
-            try:
-                msg = mon.poll()
-            except StopIteration:
-                break
-            except KeyboardInterrupt:
-                if ending:
-                    break
-                ending = interrupted = True
-                print("rt-tagger: stopping, flushing outputs (Ctrl-C again to abort)", file=sys.stderr)
-                mon.end_input()
-                continue
-            if msg is None:
-                continue
-            for sink in sinks:
-                (sink.handle if hasattr(sink, "handle") else sink.write)(msg)
-            if msg["type"] == "summary" or (msg["type"] == "update" and o.duration is not None
-                                            and msg["t"] >= o.duration):
-                reached.add(msg["source"])
-            if o.duration is not None and not ending and reached:
-                if reached >= set(mon.names):
-                    ending = True
-                    mon.end_input()
+            code = run_multi_gui(mon, [outputs], topk=min(o.topk, 3))
+        else:
+            reached: set[str] = set()
+
+            def all_reached_duration(msg: dict) -> bool:
+                if o.duration is None:
+                    return False
+                if msg["type"] == "summary" or (msg["type"] == "update" and msg["t"] >= o.duration):
+                    reached.add(msg["source"])
+                return reached >= set(mon.names)
+
+            mon.start()
+            shutdown.drive(mon.poll, mon.end_input, outputs.handle, should_end=all_reached_duration)
     finally:
         mon.stop()
         if server is not None:
             server.close()
-        for sink in sinks:
-            if hasattr(sink, "close"):
-                sink.close()
-    if interrupted:
-        print("rt-tagger: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        outputs.close()
+    return shutdown.final_status(outputs, code)

@@ -5,7 +5,9 @@
     model = "musicnn.mtat"      # top level: any stream option (model, backend, hop, topk, ...)
     osc = "127.0.0.1:9000"      # and the outputs: jsonl, osc, http, event_log
     event_log = "events.jsonl"
-    restart_delay = 30          # seconds before a failed live source is restarted
+    restart_delay = 30          # seconds before a failed live source is restarted (0-86400)
+    event_log_max_bytes = 10_000_000  # rotate the event log at this size (>= 256)
+    event_log_backups = 5       # rotated files kept: events.jsonl.1 ... .5 (0-1000)
 
     [alarms]                    # defaults for every source
     silence_db = -50
@@ -22,6 +24,7 @@
 """
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -34,11 +37,14 @@ from .spec import SourceSpec
 OPTIONS = {
     "model": str, "backend": str, "threads": int, "hop": (str, float, int), "topk": int,
     "threshold": (float, int), "aggregation": str, "horizon": (float, int),
-    "min_duration": (float, int), "jsonl": str, "osc": str, "http": (str, int),
+    "min_duration": (float, int), "silence_gate": (str, float, int), "jsonl": str, "osc": str, "http": (str, int),
     "event_log": str, "event_log_max_bytes": int, "event_log_backups": int,
     "restart_delay": (float, int), "duration": (float, int), "quiet": bool, "workers": int, "batch": int,
 }
 SOURCE_KEYS = {"input": str, "realtime": bool, "channel": int}
+#: Numeric options checked for range here: (smallest, largest) allowed value.
+RANGES = {"restart_delay": (0, 86400), "event_log_max_bytes": (256, 2**40),
+          "event_log_backups": (0, 1000)}
 
 
 @dataclass
@@ -53,6 +59,15 @@ def _check(where: str, key: str, value, kind) -> None:
         raise ConfigError(f"{where}: {key} must not be true/false")
     if not isinstance(value, kind):
         raise ConfigError(f"{where}: {key} has the wrong type ({type(value).__name__})")
+
+
+def check_range(where: str, key: str, value) -> None:
+    """A one-line ConfigError unless ``value`` is a finite number within ``RANGES[key]``."""
+    lo, hi = RANGES[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ConfigError(f"{where}: {key} must be between {lo} and {hi}, got {value!r}")
 
 
 def _alarm_fields(where: str, table: dict) -> dict:
@@ -93,6 +108,8 @@ def load_config(path: str | os.PathLike[str]) -> MonitorConfig:
     for key, kind in OPTIONS.items():
         if key in data:
             _check(path, key, data[key], kind)
+            if key in RANGES:
+                check_range(path, key, data[key])
             cfg.options[key] = data[key]
     alarms = data.get("alarms", {})
     if not isinstance(alarms, dict):

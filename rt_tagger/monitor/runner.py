@@ -54,6 +54,21 @@ class _Slot:
         self.finished = False  # the shared thread has sent this pipe's summary
         self.restart_at: float | None = None
         self.inflight = False  # an inference worker holds chunks of this source
+        # One timeline per source across restarts: a restarted pipeline counts from 0, so its
+        # times are shifted by where the previous one got to (t_offset); t_last is the latest
+        # time told, which the monitor's own events (failed, restart) carry.
+        self.t_offset = 0.0
+        self.t_last = 0.0
+
+    def shift(self, msg: dict) -> dict:
+        """Puts a message of the current pipeline on the source's timeline."""
+        if self.t_offset:
+            for key in ("t", "t_start", "since"):
+                if isinstance(msg.get(key), (int, float)):
+                    msg[key] = round(msg[key] + self.t_offset, 6)
+        if isinstance(msg.get("t"), (int, float)):
+            self.t_last = max(self.t_last, msg["t"])
+        return msg
 
 
 class Monitor:
@@ -61,7 +76,9 @@ class Monitor:
 
     def __init__(self, tagger, sources: list[SourceSpec], *, max_queue: int = 8,
                  restart_delay: float | None = 30.0, recent_events: int = 100,
-                 workers: int = 1, batch: int | None = None) -> None:
+                 workers: int = 1, batch: int | None = None,
+                 max_seconds: float | None = None) -> None:
+        self.max_seconds = max_seconds  # --duration: no source reads audio beyond it
         if not sources:
             raise ConfigError("no sources to monitor")
         if not (isinstance(workers, int) and workers >= 1):
@@ -95,6 +112,7 @@ class Monitor:
         self._threads: list[threading.Thread] = []
         self.events: collections.deque[dict] = collections.deque(maxlen=recent_events)
         self.batches: collections.Counter[int] = collections.Counter()  # batch size -> count
+        self.outputs: dict[str, object] = {}  # name -> output with a ``status`` dict (OSC, ...)
 
     @property
     def names(self) -> list[str]:
@@ -136,9 +154,12 @@ class Monitor:
         pipe = Pipeline(self.engine, src, self.tagger.make_aggregator(),
                         hop_units=self.tagger.hop_units, max_queue=self.max_queue,
                         cond=self._cond, taps=[tap], out=_SignalQueue(self._wake))
-        self._out.put(self.tagger.status(src))
+        self._out.put(dict(self.tagger.status(src), t=slot.t_last))
+        if self.max_seconds is not None:
+            pipe.max_seconds = max(0.0, self.max_seconds - slot.t_last)
         pipe.start(inference=False)
         with self._cond:
+            slot.t_offset = slot.t_last
             slot.pipe, slot.tap = pipe, tap
             slot.closed = slot.finished = False
             slot.state, slot.error, slot.restart_at = "starting", None, None
@@ -155,7 +176,7 @@ class Monitor:
         if old is not None:
             old.stop()
         slot.restarts += 1
-        self._event(slot, {"type": "event", "event": "source_restart", "t": 0.0,
+        self._event(slot, {"type": "event", "event": "source_restart", "t": slot.t_last,
                            "restarts": slot.restarts, "detail": reason})
         try:
             self._open(slot)
@@ -198,7 +219,7 @@ class Monitor:
         if live and self.restart_delay is not None and not self._ending:
             slot.restart_at = time.monotonic() + self.restart_delay
             error += f"; restarting in {self.restart_delay:g} s"
-        self._event(slot, {"type": "event", "event": "source_state", "t": 0.0, "state": "failed",
+        self._event(slot, {"type": "event", "event": "source_state", "t": slot.t_last, "state": "failed",
                            "detail": error})
 
     def poll(self, timeout: float = 0.2) -> dict | None:
@@ -250,7 +271,7 @@ class Monitor:
                 self._fail(slot, str(exc))
                 continue
             if msg is not None:
-                return msg
+                return slot.shift(msg)
         return None
 
     def _observe(self, msg: dict) -> None:
@@ -362,12 +383,15 @@ class Monitor:
             st = tags.status if tags is not None else {}
             sources[name] = {
                 "input": snap.target, "state": snap.state, "restarts": snap.restarts,
-                "error": snap.error, "t": round(float(tags.t), 3) if tags is not None else 0.0,
+                "error": snap.error,
+                "t": round(float(tags.t) + self._slots[name].t_offset, 3) if tags is not None else 0.0,
                 "top": [[t, round(float(p), 4)] for t, p in tags.top] if tags is not None else [],
                 "active_tags": list(tags.active) if tags is not None else [],
                 "alarms": snap.alarms, "loudness": snap.loudness,
                 "latency_ms": st.get("latency_ms"), "overruns": st.get("overruns", 0),
-                "dropped_chunks": st.get("dropped_chunks", 0)}
+                "dropped_chunks": st.get("dropped_chunks", 0), "silence": bool(st.get("silence", False)),
+                "nonfinite_samples": st.get("nonfinite_samples", 0)}
         return {"model": self.tagger.model, "backend": self.engine.name,
                 "hop": round(self.tagger.hop_seconds, 4), "sources": sources,
+                "outputs": {name: dict(o.status) for name, o in list(self.outputs.items())},
                 "events": list(self.events)[-20:]}

@@ -7,14 +7,15 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from .alarms import AlarmConfig
 
-KINDS = ("device", "file", "url")
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+KINDS = ("device", "file", "url", "loopback")
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # whole name (fullmatch): "a\n" is refused
 
 
 @dataclass
 class SourceSpec:
     """One monitored source: ``name`` and ``target`` (``device:NAME``, ``file:PATH``,
-    ``url:URL``). Files are paced in real time unless ``realtime`` is False."""
+    ``url:URL``, ``loopback:`` for the default output or ``loopback:OUTPUT``). Files are paced
+    in real time unless ``realtime`` is False."""
 
     name: str
     target: str
@@ -23,12 +24,12 @@ class SourceSpec:
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
 
     def __post_init__(self) -> None:
-        if not NAME_RE.match(self.name):
+        if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
             raise ConfigError(f"source name {self.name!r} must be 1-64 letters, digits, '_', '.' or '-'")
         kind = self.target.partition(":")[0]
         if kind not in KINDS:
             raise ConfigError(f"source {self.name!r}: {self.target!r} must start with "
-                              f"device:, file: or url:")
+                              f"device:, file: or url: (or loopback: for system audio)")
 
     @property
     def kind(self) -> str:

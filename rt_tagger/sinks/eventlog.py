@@ -5,6 +5,9 @@ state changes and restarts, overruns, backend changes) - not the per-chunk updat
 object per line with an ISO-8601 UTC ``time``. When the file would grow past ``max_bytes`` it
 is rotated: ``events.jsonl`` -> ``events.jsonl.1`` -> ... -> ``events.jsonl.<backups>``
 (the oldest is deleted).
+
+A line that cannot be written completely (disk full) is removed again and the error raised;
+:class:`~rt_tagger.sinks.guard.Outputs` then switches the log off and reports it once.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import os
 import threading
 
 from ..errors import ConfigError
+from ..sources.decode import redact_all
+from .jsonl import append_whole
 
 LOGGED = ("status", "event", "summary")
 
@@ -29,7 +34,7 @@ class EventLog:
         self.max_bytes, self.backups = int(max_bytes), int(backups)
         self._lock = threading.Lock()
         try:
-            self._f = open(self.path, "a", encoding="utf-8")
+            self._f = open(self.path, "ab", buffering=0)
         except OSError as exc:
             raise ConfigError(f"cannot open event log {self.path}: {exc.strerror or exc}") from None
         self.rotations = 0
@@ -37,14 +42,13 @@ class EventLog:
     def write(self, msg: dict) -> None:
         if msg.get("type") not in LOGGED:
             return
-        line = dict(msg)
+        line = redact_all(dict(msg))  # no stream password in a log file
         line.setdefault("time", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"))
         data = json.dumps(line, separators=(",", ":")) + "\n"
         with self._lock:
             if self._f.tell() and self._f.tell() + len(data.encode()) > self.max_bytes:
                 self._rotate()
-            self._f.write(data)
-            self._f.flush()
+            append_whole(self._f.fileno(), data.encode(), rollback=True)  # whole lines only
 
     handle = write
 
@@ -58,7 +62,7 @@ class EventLog:
                 if os.path.exists(src):
                     os.replace(src, f"{self.path}.{i + 1}")
             os.replace(self.path, f"{self.path}.1")
-        self._f = open(self.path, "a", encoding="utf-8")
+        self._f = open(self.path, "ab", buffering=0)
         self.rotations += 1
 
     def close(self) -> None:

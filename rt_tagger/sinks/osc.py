@@ -7,10 +7,18 @@ loudness, ``/rt-tagger/<source>/loudness <momentary> <short_term> <level_db>`` (
 detail is the tag (tag events), the state (source_state, loudness alarms) or nothing.
 Tag and source names are made address-safe: characters OSC reserves (space # * , / ? [ ] { })
 become ``_``.
+
+The target is checked at start-up (one ``rt-tagger:`` line for a host that does not resolve,
+port 0, 0.0.0.0 or the broadcast address 255.255.255.255). A send that fails later never stops the tagger: the first
+failure prints one line on stderr, and ``state`` / ``error`` / ``errors`` (read by the
+monitor's ``/status``) tell the rest; ``state`` goes back to ``ok`` when sends succeed again.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
+import sys
 
 from ..errors import ConfigError
 
@@ -23,7 +31,7 @@ def osc_name(text: str) -> str:
 
 
 def parse_hostport(text: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """``HOST:PORT`` or ``PORT`` -> ``(host, port)``."""
+    """``HOST:PORT``, ``[IPV6]:PORT`` or ``PORT`` -> ``(host, port)``."""
     host, sep, port = str(text).rpartition(":")
     if not sep:
         host, port = default_host, str(text)
@@ -33,6 +41,8 @@ def parse_hostport(text: str, *, default_host: str = "127.0.0.1") -> tuple[str, 
         raise ConfigError(f"expected [HOST:]PORT, got {text!r}") from None
     if not 0 <= value <= 65535:
         raise ConfigError(f"port must be 0-65535, got {value}")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ConfigError(f"write an IPv6 address in brackets, as [::1]:PORT, got {text!r}")
     return host.strip("[]") or default_host, value
 
 
@@ -44,7 +54,9 @@ class OscSender:
             from pythonosc.udp_client import SimpleUDPClient
         except ImportError:
             raise ConfigError("--osc needs python-osc (pip install 'rt-tagger[osc]')") from None
-        self.host, self.port = parse_hostport(target)
+        host, self.port = parse_hostport(target)
+        self.target = target
+        self.host = _resolve(target, host, self.port)  # resolved once, not on every send
         self.topk = topk
         self.prefix = prefix.rstrip("/")
         try:
@@ -53,13 +65,29 @@ class OscSender:
             raise ConfigError(f"--osc {target}: {exc.strerror or exc}") from None
         self.sent = 0
         self.errors = 0
+        self.state = "ok"  # "failing" while sends fail
+        self.error: str | None = None  # the latest send error
 
     def _send(self, address: str, args) -> None:
         try:
             self._client.send_message(address, args)
-            self.sent += 1
-        except OSError:  # nobody listening, network down: never stop the tagger for OSC
+        except OSError as exc:  # network down, message too large: never stop the tagger for OSC
             self.errors += 1
+            self.error = f"sending to {self.host}:{self.port} failed: {exc.strerror or exc}"
+            if self.state != "failing":
+                self.state = "failing"
+                if self.errors == 1:  # once per run; /status shows the state from then on
+                    print(f"rt-tagger: OSC {self.error} (going on; shown in the status)",
+                          file=sys.stderr)
+            return
+        self.sent += 1
+        self.state = "ok"
+
+    @property
+    def status(self) -> dict:
+        """What the monitor's ``/status`` shows for this output."""
+        return {"target": f"{self.host}:{self.port}", "state": self.state, "sent": self.sent,
+                "errors": self.errors, "error": self.error}
 
     def handle(self, msg: dict) -> None:
         kind = msg.get("type")
@@ -92,6 +120,22 @@ class OscSender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _resolve(target: str, host: str, port: int) -> str:
+    """The address OSC goes to, or a one-line ConfigError for a target that cannot work."""
+    if port == 0:
+        raise ConfigError(f"--osc {target}: port 0 cannot receive; give the receiver's port")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"--osc {target}: unknown host {host!r} "
+                          f"({getattr(exc, 'strerror', None) or exc})") from None
+    addr = str(infos[0][4][0])
+    ip = ipaddress.ip_address(addr.split("%")[0])
+    if ip.is_unspecified or ip == ipaddress.IPv4Address("255.255.255.255"):
+        raise ConfigError(f"--osc {target}: {addr} is not a single host; give the receiver's address")
+    return addr
 
 
 def _num(v) -> float:

@@ -3,10 +3,16 @@
 soundfile (libsndfile) opens wav/flac/ogg/mp3 files; everything else (other containers, pipes,
 network streams such as internet radio) goes through PyAV/FFmpeg. Both yield ``(frames,
 channels)`` float32 blocks; nothing is resampled here.
+
+Standard input (``-`` or ``pipe:0``) and named pipes (FIFOs) are finite streams: read once,
+to their end, through FFmpeg, never probed twice and never "reconnected". Credentials in a
+stream URL (``http://user:password@host/``) never appear in a message: see :func:`redact`.
 """
 from __future__ import annotations
 
 import os
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -18,8 +24,59 @@ from ..errors import AudioFileError
 URL_SCHEMES = ("http://", "https://", "rtsp://", "rtmp://", "udp://", "tcp://", "icecast://", "pipe:")
 
 
+#: Input below this rate is refused (files, streams, devices): nothing musical survives it, and a
+#: 1 Hz file would otherwise be "tagged" as hours of audio resampled from a few samples.
+MIN_SAMPLE_RATE = 4000
+
+
+def check_sample_rate(rate: int, what: str, error: type[Exception] = AudioFileError) -> None:
+    """Raises ``error`` (one line naming ``what``) if ``rate`` is below :data:`MIN_SAMPLE_RATE`."""
+    if rate < MIN_SAMPLE_RATE:
+        raise error(f"{what}: sample rate {rate} Hz is below the minimum of {MIN_SAMPLE_RATE} Hz "
+                    "that rt-tagger accepts")
+
+
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#\"'<>\\]*@")
+
+
 def is_url(target: str) -> bool:
-    return str(target).lower().startswith(URL_SCHEMES)
+    """A network stream (``http://``, ``rtsp://``, ...); standard input is not one."""
+    return str(target).lower().startswith(URL_SCHEMES) and not is_stdin(target)
+
+
+def is_stdin(target: str) -> bool:
+    """``-`` or ``pipe:`` / ``pipe:0``: the audio comes on standard input."""
+    text = str(target).strip().lower()
+    return text in ("-", "pipe:", "pipe:0")
+
+
+def is_pipe(target: str | os.PathLike[str]) -> bool:
+    """Standard input or a path naming a FIFO (named pipe): a stream that can be read once."""
+    text = os.fspath(target)
+    if is_stdin(text):
+        return True
+    if is_url(text):
+        return False
+    try:
+        return stat.S_ISFIFO(os.stat(text).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def redact(text: str) -> str:
+    """``scheme://user:password@host`` -> ``scheme://***@host`` everywhere in ``text``."""
+    return _USERINFO.sub(r"\1***@", str(text))
+
+
+def redact_all(value):
+    """``value`` (JSON-like: dicts, lists, strings) with :func:`redact` applied to every string."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_all(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_all(v) for v in value]
+    return value
 
 
 @dataclass
@@ -44,7 +101,10 @@ class Decoder:
         self.timeout = timeout
         self._sf = None
         self._av = None
-        if not is_url(self.target):
+        self.pipe = is_pipe(self.target)  # stdin or a FIFO: FFmpeg reads it once, no timeout
+        if is_stdin(self.target):
+            self.target = "pipe:0"
+        elif not is_url(self.target) and not self.pipe:
             path = Path(self.target)
             if not path.exists():
                 raise AudioFileError(f"no such file: {self.target}")
@@ -57,7 +117,12 @@ class Decoder:
             f = self._sf
             self.info = AudioInfo(int(f.samplerate), int(f.channels), int(f.frames), "soundfile")
         else:
-            self._av, self.info = _open_pyav(self.target, timeout)
+            self._av, self.info = _open_pyav(self.target, None if self.pipe else timeout)
+        try:
+            check_sample_rate(self.info.sample_rate, redact(self.target))
+        except AudioFileError:
+            self.close()
+            raise
 
     def blocks(self) -> Iterator[np.ndarray]:
         if self._sf is not None:
@@ -94,19 +159,21 @@ def _try_soundfile(path: str):
         return None  # not a format libsndfile reads: try FFmpeg
 
 
-def _open_pyav(target: str, timeout: float):
+def _open_pyav(target: str, timeout: float | None):
+    """Opens ``target`` with FFmpeg; ``timeout`` None waits as long as a pipe takes."""
+    shown = redact(target)
     try:
         import av
     except ImportError:  # pragma: no cover - av is a dependency
-        raise AudioFileError(f"{target}: not readable by soundfile and PyAV is not installed") from None
-    options = {"rw_timeout": str(int(timeout * 1e6))} if is_url(target) else {}
+        raise AudioFileError(f"{shown}: not readable by soundfile and PyAV is not installed") from None
+    options = {"rw_timeout": str(int(timeout * 1e6))} if is_url(target) and timeout else {}
     try:
         container = av.open(target, options=options, timeout=timeout)
     except Exception as exc:  # av raises many FFmpeg error types
-        raise AudioFileError(f"cannot open {target}: {_av_reason(exc)}") from None
+        raise AudioFileError(f"cannot open {shown}: {redact(_av_reason(exc))}") from None
     if not container.streams.audio:
         container.close()
-        raise AudioFileError(f"{target} has no audio stream")
+        raise AudioFileError(f"{shown} has no audio stream")
     stream = container.streams.audio[0]
     rate = int(stream.codec_context.sample_rate or stream.rate or 0)
     channels = int(stream.codec_context.channels or 0) if hasattr(stream.codec_context, "channels") else 0
@@ -114,7 +181,7 @@ def _open_pyav(target: str, timeout: float):
         channels = len(stream.codec_context.layout.channels)
     if rate <= 0 or channels <= 0:
         container.close()
-        raise AudioFileError(f"{target}: audio stream has no sample rate or channel layout")
+        raise AudioFileError(f"{shown}: audio stream has no sample rate or channel layout")
     frames = None
     if stream.duration is not None and stream.time_base is not None:
         frames = int(round(float(stream.duration * stream.time_base) * rate))
@@ -134,7 +201,7 @@ def _pyav_blocks(container, target: str, channels: int) -> Iterator[np.ndarray]:
     except av.error.EOFError:
         return
     except Exception as exc:
-        raise AudioFileError(f"{target}: decoding failed: {_av_reason(exc)}") from None
+        raise AudioFileError(f"{redact(target)}: decoding failed: {redact(_av_reason(exc))}") from None
 
 
 def _av_reason(exc: Exception) -> str:

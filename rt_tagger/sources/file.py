@@ -2,7 +2,11 @@
 
 As fast as the consumer takes it (offline tagging, no sample lost: the producer waits for
 room), or paced like a live source with ``realtime=True`` (then a slow consumer causes counted
-overruns, as with a device). Network streams reconnect with backoff when they stall or end.
+overruns, as with a device). Network streams reconnect with backoff when they stall or end;
+a connection that delivered at least ``RESET_AFTER`` seconds of audio earns a fresh set of
+``max_retries``, so a radio that drops now and then is followed for weeks, and its timeline
+(the pipeline's sample count) simply goes on. Standard input and FIFOs are finite pipes:
+read once at the consumer's pace (unless ``realtime``), never reconnected.
 """
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ import numpy as np
 
 from ..errors import AudioFileError, AudioInputError
 from .base import Source
-from .decode import Decoder, is_url
+from .decode import Decoder, is_url, redact
+
+RESET_AFTER = 1.0  # s of audio a reconnection must deliver before the retry count starts over
 
 
 class FileSource(Source):
@@ -26,11 +32,13 @@ class FileSource(Source):
         super().__init__(name=name, channel=channel, ring_seconds=ring_seconds)
         self.target = os.fspath(target)
         self.url = is_url(self.target)
-        self.kind = "url" if self.url else "file"
-        self.realtime = realtime or self.url  # a network stream arrives in real time anyway
-        self.reconnect = self.url if reconnect is None else reconnect
-        self.max_retries = max_retries
         self._decoder = Decoder(self.target)  # fails now, with a clear message, if unreadable
+        self.pipe = self._decoder.pipe  # stdin or a FIFO: finite, cannot be opened twice
+        self.kind = "url" if self.url else ("pipe" if self.pipe else "file")
+        self.realtime = realtime or self.url  # a network stream arrives in real time anyway
+        self.reconnect = (self.url if reconnect is None else reconnect) and not self.pipe
+        self.max_retries = max_retries
+        self.retries = 0  # reconnection attempts since the last connection that delivered audio
         info = self._decoder.info
         self.sample_rate = info.sample_rate
         self.channels = info.channels
@@ -48,7 +56,7 @@ class FileSource(Source):
 
     @property
     def description(self) -> str:
-        return f"{self.kind} {self.target} ({self.sample_rate} Hz, {self.channels} ch)"
+        return f"{self.kind} {redact(self.target)} ({self.sample_rate} Hz, {self.channels} ch)"
 
     def make_ring(self):
         # Offline: small ring, producer waits. Realtime: room for jitter of a slow consumer.
@@ -64,13 +72,12 @@ class FileSource(Source):
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        retries = 0
         decoder = self._decoder
         try:
             while not self._stop.is_set():
-                self.set_state("running", self.description)
+                before = self.samples_pushed
                 try:
-                    self._pump(decoder)
+                    self._pump(decoder)  # reports "running" once audio flows
                     if not self.reconnect or self._stop.is_set():
                         self.set_state("ended", "end of stream")
                         return
@@ -81,12 +88,14 @@ class FileSource(Source):
                     reason = str(exc)
                 finally:
                     decoder.close()
-                retries += 1
-                if retries > self.max_retries:
-                    raise AudioFileError(f"{self.target}: giving up after {self.max_retries} "
+                if self.samples_pushed - before >= RESET_AFTER * self.sample_rate:
+                    self.retries = 0  # that connection worked: a new drop starts a new count
+                self.retries += 1
+                if self.retries > self.max_retries:
+                    raise AudioFileError(f"{redact(self.target)}: giving up after {self.max_retries} "
                                          f"reconnection attempts ({reason})")
-                delay = min(10.0, 0.5 * 2 ** (retries - 1))
-                self.set_state("reconnecting", f"{reason}; retry {retries} in {delay:g} s")
+                delay = min(10.0, 0.5 * 2 ** (self.retries - 1))
+                self.set_state("reconnecting", f"{reason}; retry {self.retries} in {delay:g} s")
                 if self._stop.wait(delay):
                     return
                 try:
@@ -96,7 +105,7 @@ class FileSource(Source):
                     decoder = _NullDecoder(reason)
         except Exception as exc:  # reported to the pipeline, never lost
             self.error = exc if isinstance(exc, AudioFileError) else AudioFileError(
-                f"{self.target}: {type(exc).__name__}: {exc}")
+                redact(f"{self.target}: {type(exc).__name__}: {exc}"))
             self.set_state("failed", str(self.error))
         finally:
             self._done.set()
@@ -110,6 +119,8 @@ class FileSource(Source):
         for block in decoder.blocks():
             if self._stop.is_set():
                 return
+            if sent == 0:  # only a (re)opened input that delivers audio is "running"
+                self.set_state("running", self.description)
             if block.shape[1] != self.channels:  # a stream changed its layout: mix down here
                 block = block.mean(axis=1, keepdims=True, dtype=np.float32)
                 ch_now = -1
