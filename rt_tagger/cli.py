@@ -3,18 +3,22 @@
     rt-tagger [FILE|URL] [--device D] [options]   tag a file, stream or live input
     rt-tagger --source NAME=KIND:TARGET ...       monitor several sources (or --config FILE.toml)
     rt-tagger demo                                the main job on the embedded default
-    rt-tagger --list-devices                      input devices PortAudio sees
+    rt-tagger --list-devices                      input devices PortAudio sees (and loopback outputs)
+    rt-tagger --loopback[=OUTPUT]                 tag what the computer plays (system audio)
     rt-tagger models                              registered models
     rt-tagger export MODEL --format onnx|torchscript [-o OUT]
     rt-tagger explain FILE [FILE2] [--tag T ...] [-o out.png] [--concat]
 
-User mistakes end in one ``rt-tagger: <message>`` line and exit status 2; Ctrl-C stops cleanly
-(outputs flushed) with status 130.
+User mistakes end in one ``rt-tagger: <message>`` line and exit status 2, found before the
+model loads or any audio is read. Ctrl-C, SIGTERM and SIGHUP stop cleanly (capture ends, what
+was captured is tagged, summary and outputs written) with status 130, 143 or 129; a second
+signal aborts the drain. An output that fails mid-run (disk full) is switched off and reported
+once; the run goes on and ends with status 1.
 """
 from __future__ import annotations
 
 import argparse
-import signal
+import os
 import sys
 import time
 
@@ -23,10 +27,20 @@ from .errors import RtTaggerError
 SUBCOMMANDS = ("demo", "models", "export", "explain")
 
 
+def _backend(text: str) -> str:
+    if text in ("auto", "tensorrt", "onnxruntime", "torch") or text.startswith(
+            ("triton://", "triton+http://", "triton+grpc://")):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from auto, tensorrt, "
+                                     "onnxruntime, torch, triton[+grpc]://HOST:PORT[/MODEL])")
+
+
 def _stream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", default=None,
                    help="registry name, checkpoint (.safetensors) or .onnx file (default: the embedded model)")
-    p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"))
+    p.add_argument("--backend", default="auto", type=_backend, metavar="BACKEND",
+                   help="auto, tensorrt, onnxruntime, torch, or a Triton server: "
+                        "triton://HOST:PORT[/MODEL] (HTTP) or triton+grpc://HOST:PORT[/MODEL]")
     p.add_argument("--threads", type=int, default=None, help="inference CPU threads")
     p.add_argument("--hop", default="0.5", help="seconds between chunks, or 'chunk' (default 0.5)")
     p.add_argument("--topk", type=int, default=5)
@@ -43,6 +57,9 @@ def _stream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of audio")
     p.add_argument("--channel", type=int, default=None, help="use one input channel instead of the mix")
     p.add_argument("--gui", action="store_true", help="open the live window")
+    p.add_argument("--silence-gate", default="-55", metavar="DB|off",
+                   help="chunks quieter than this RMS level (dBFS) switch no tag on and are "
+                        "reported as silence (default -55; 'off' disables)")
     p.add_argument("--quiet", "-q", action="store_true", help="no terminal view")
 
 
@@ -53,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", help="audio file or stream URL")
     p.add_argument("--device", "-d", help="input device: index or part of its name")
     p.add_argument("--list-devices", action="store_true")
+    p.add_argument("--loopback", nargs="?", const="", default=None, metavar="OUTPUT",
+                   help="tag what the computer plays: the default output, or the one named "
+                        "(Linux: PulseAudio/PipeWire sink monitor; Windows: WASAPI, needs "
+                        "rt-tagger[loopback]; macOS: use a BlackHole device with --device)")
     _stream_options(p)
     from .monitor.cli import add_options
 
@@ -61,61 +82,65 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_stream(args: argparse.Namespace, source) -> int:
-    from .sinks import JsonlWriter, TerminalView
-    from .tagger import Tagger
+    """One source: the terminal view, --jsonl, --csv (and --gui). Returns the exit status:
+    0; 1 if an output was lost (disk full: reported once, the run went on); 128 + signal
+    number after SIGINT/SIGTERM/SIGHUP (drained, summary and outputs written)."""
+    from . import shutdown
+    from .preflight import check_outputs, check_values
+    from .sinks import JsonlWriter, Outputs, TerminalView
+    from .sources import is_url, open_source
+    from .tagger import Tagger, parse_silence_gate
 
+    check_values(args)
+    check_outputs(args)  # before the model loads or any audio is read
+    if isinstance(source, (str, os.PathLike)) and not is_url(os.fspath(source)):
+        source = open_source(source, realtime=args.realtime, channel=args.channel)  # fail fast
     tagger = Tagger(args.model, backend=args.backend, hop=args.hop, aggregation=args.aggregation,
                     horizon=args.horizon, threshold=args.threshold, min_duration=args.min_duration,
-                    topk=args.topk, threads=args.threads)
-    jsonl = JsonlWriter(args.jsonl) if args.jsonl else None
-    to_stdout = args.jsonl == "-"
-    view = None if args.quiet else TerminalView(sys.stderr if to_stdout else sys.stdout, topk=args.topk)
+                    topk=args.topk, threads=args.threads,
+                    silence_db=parse_silence_gate(args.silence_gate))
     status, pipe = tagger.open_stream(source, realtime=args.realtime, channel=args.channel,
                                       record=args.record)
+    pipe.max_seconds = args.duration  # read no audio beyond --duration
+    outputs = Outputs()
+    if args.csv:  # first: a CSV that cannot be written is still told to the JSON Lines
+        outputs.add("csv", _CsvAtEnd(tagger, args.csv), args.csv)
+    to_stdout = args.jsonl == "-"
+    jsonl = outputs.add("jsonl", JsonlWriter(args.jsonl), "stdout" if to_stdout else args.jsonl,
+                        stdout=to_stdout, reopen=None if to_stdout else (lambda: JsonlWriter(args.jsonl))
+                        ) if args.jsonl else None
     if args.gui:
         from .gui_launch import run_gui
 
-        return run_gui(tagger, pipe, status, jsonl=jsonl)
-
-    def out(msg: dict) -> None:
-        if jsonl:
-            jsonl.write(msg)
-        if view:
-            view.handle(msg)
-
-    interrupted = ending = False
-    out(status)
+        try:
+            code = run_gui(tagger, pipe, status, jsonl=jsonl)
+        finally:
+            outputs.close()  # writes the CSV
+        return shutdown.final_status(outputs, code)
+    if not args.quiet:
+        outputs.add("terminal", TerminalView(sys.stderr if to_stdout else sys.stdout, topk=args.topk),
+                    "stderr" if to_stdout else "stdout", stdout=not to_stdout)
     try:
+        outputs.handle(status)
         pipe.start()
-        while True:
-            try:
-                msg = pipe.poll()
-            except StopIteration:
-                break
-            except KeyboardInterrupt:
-                if ending:  # second Ctrl-C: stop now
-                    break
-                ending = interrupted = True
-                print("rt-tagger: stopping, flushing outputs (Ctrl-C again to abort)", file=sys.stderr)
-                pipe.end_input()
-                continue
-            if msg is None:
-                continue
-            out(msg)
-            if (not ending and args.duration is not None and msg["type"] == "update"
-                    and msg["t"] >= args.duration):
-                ending = True
-                pipe.end_input()  # drain, tag the rest, then the summary
+        shutdown.drive(pipe.poll, pipe.end_input, outputs.handle)
     finally:
         pipe.stop()
-        if args.csv:
-            _write_csv(tagger, args.csv)
-        if jsonl:
-            jsonl.close()
-    if interrupted:
-        print("rt-tagger: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        outputs.close()  # flushes the JSON Lines, writes the CSV
+    return shutdown.final_status(outputs, 0)
+
+
+class _CsvAtEnd:
+    """``--csv``: the taggram, written when the run ends (``close``)."""
+
+    def __init__(self, tagger, path: str) -> None:
+        self.tagger, self.path = tagger, path
+
+    def handle(self, msg: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        _write_csv(self.tagger, self.path)
 
 
 def _write_csv(tagger, path: str) -> None:
@@ -131,6 +156,18 @@ def _write_csv(tagger, path: str) -> None:
     TagResult(tagger.tags, times, gram, gram.mean(axis=0), float(times[-1, 1])).to_csv(path)
 
 
+def _check_loopback(args: argparse.Namespace) -> None:
+    """``--loopback`` takes no other input; with monitoring outputs it becomes a --source."""
+    if args.device is not None:
+        raise RtTaggerError("give either --loopback or --device, not both")
+    name = args.loopback
+    if args.source or os.path.exists(name) or "://" in name:
+        raise RtTaggerError("give either a file/URL or --loopback, not both")
+    if args.sources or args.config or args.osc or args.http or args.event_log:
+        label = "loopback" if args.sources or args.config else "main"
+        args.sources = [*(args.sources or ()), f"{label}=loopback:{name}"]
+
+
 def cmd_main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -138,14 +175,21 @@ def cmd_main(argv: list[str]) -> int:
 
     if args.list_devices:
         from .sources.device import format_devices
+        from .sources.loopback import format_loopback
 
-        print(format_devices())
+        print("\n".join(filter(None, [format_devices(), format_loopback()])))
         return 0
     if args.source and args.device is not None:
         raise RtTaggerError("give either a file/URL or --device, not both")
+    if args.loopback is not None:
+        _check_loopback(args)
     if wants_monitor(args):
         return run_monitor(args, parser)
-    if args.device is not None or not args.source:
+    if args.loopback is not None:
+        from .sources.loopback import loopback_source
+
+        source = loopback_source(args.loopback or None, channel=args.channel)
+    elif args.device is not None or not args.source:
         from .sources.device import DeviceSource
 
         source = DeviceSource(args.device, channel=args.channel)
@@ -156,14 +200,23 @@ def cmd_main(argv: list[str]) -> int:
 
 def cmd_demo(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="rt-tagger demo",
-                                description="Tag a 24 s clip synthesised by rt-tagger with the default model.")
+                                description="Tag a 24 s clip synthesised by rt-tagger with the default "
+                                            "model, played in real time (--fast: as fast as possible).")
     _stream_options(p)
+    p.add_argument("--fast", action="store_true",
+                   help="tag as fast as possible instead of in real time (--realtime, the "
+                        "default, is accepted too)")
     args = p.parse_args(argv)
+    if args.fast and args.realtime:
+        raise RtTaggerError("give --fast or --realtime, not both")
+    args.realtime = not args.fast
     import tempfile
     from pathlib import Path
 
-    from .demo import write_demo_clip
+    from .demo import describe, write_demo_clip
 
+    if not args.quiet:  # what the clip plays, so the tags can be judged
+        print(describe(), file=sys.stderr if args.jsonl == "-" else sys.stdout, flush=True)
     with tempfile.TemporaryDirectory(prefix="rt-tagger-demo-") as d:
         path = write_demo_clip(Path(d) / "demo.wav")
         return _run_stream(args, path)
@@ -186,7 +239,18 @@ def cmd_export(argv: list[str]) -> int:
     p.add_argument("--output", "-o", default=None)
     p.add_argument("--batch", type=int, default=None, help="static batch size (default dynamic)")
     p.add_argument("--no-attention", action="store_true", help="export logits only")
+    p.add_argument("--triton", metavar="REPO", default=None,
+                   help="write a Triton model repository REPO/NAME/ (model.onnx + config.pbtxt)")
+    p.add_argument("--name", default=None, help="Triton model name (default: from the model's name)")
+    p.add_argument("--max-batch", type=int, default=16, help="Triton max_batch_size (default 16)")
+    p.add_argument("--plan", action="store_true",
+                   help="with --triton: also build a TensorRT plan (needs a CUDA GPU + TensorRT here)")
     args = p.parse_args(argv)
+    if args.triton is not None:
+        from .deploy.triton_repo import export_cli
+
+        print(export_cli(args))
+        return 0
     from .export import export_model
 
     out = args.output or f"{args.model.replace('/', '_')}.{'onnx' if args.format == 'onnx' else 'pt'}"
@@ -215,22 +279,43 @@ def cmd_explain(argv: list[str]) -> int:
     return 0
 
 
+def _stdout_gone() -> None:
+    """The reader of stdout went away (`| head`): point stdout at /dev/null, so the flush at
+    exit neither fails nor prints "Exception ignored ... BrokenPipeError"."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout closed or not a real file
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"demo": cmd_demo, "models": cmd_models, "export": cmd_export, "explain": cmd_explain}
     cmd = commands.get(argv[0]) if argv else None
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `rt-tagger ... | head` ends quietly
+    # SIGPIPE stays ignored (Python's default): a fatal SIGPIPE would also kill the process
+    # when an HTTP status client hangs up. `rt-tagger ... | head` ends quietly below instead.
     t0 = time.perf_counter()
+    from . import shutdown
+
+    shutdown.install()  # SIGTERM / SIGHUP drain like the first Ctrl-C (rt_tagger.shutdown)
     try:
-        return cmd(argv[1:]) if cmd else cmd_main(argv)
+        code = cmd(argv[1:]) if cmd else cmd_main(argv)
+        sys.stdout.flush()  # here, where a reader that went away is caught
+        return code
+    except BrokenPipeError:
+        _stdout_gone()
+        return 141  # what a shell shows for a process ended by SIGPIPE (128 + 13)
     except RtTaggerError as exc:
         msg = str(exc).strip() or type(exc).__name__
         print(f"rt-tagger: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a stop signal before there was anything to drain, or an abort
         print(f"rt-tagger: interrupted after {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        return 130
+        return shutdown.exit_status(130)
+    finally:
+        shutdown.restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

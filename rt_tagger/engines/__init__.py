@@ -89,9 +89,16 @@ def create_engine(
     ``max_batch``: largest batch run at once (bigger ones are split). ``attention``: produce
     attention maps when the model has them. ``cache``: cache root for exported/compiled models.
     ``batch_sizes``: static batch sizes compiled by the tensorrt backend.
+    ``backend`` may also be a Triton server, ``triton[+grpc]://HOST:PORT[/MODEL]``
+    (:mod:`rt_tagger.engines.triton_engine`; ``threads``/``device``/``cache`` do not apply).
     """
+    from .triton_engine import create_triton_engine, is_triton_url
+
+    if is_triton_url(backend):
+        return create_triton_engine(source, backend, max_batch=max_batch, attention=attention)
     if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+        raise BackendError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}, "
+                           "triton[+grpc]://HOST:PORT[/MODEL]")
     if precision not in PRECISIONS:
         raise BackendError(f"unknown precision {precision!r}; choose {' or '.join(PRECISIONS)}")
     onnx_file = _is_onnx(source)
@@ -118,7 +125,7 @@ def _build(source: Any, backend: str, *, threads: int | None, device: str | None
 
         if device is not None and str(device) == "cpu":
             raise BackendError("backend tensorrt needs a CUDA device, but device cpu was requested")
-        why = trt_unavailable()
+        why = trt_unavailable(requested=True)
         if why:
             raise BackendError(f"backend tensorrt is not available: {why}")
         model, ckpt = resolve_model(source)

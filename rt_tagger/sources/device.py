@@ -2,17 +2,21 @@
 
 The PortAudio callback does one thing: push the block into the native ring (downmixing inside
 the push). A supervisor thread watches the stream; when the device stops delivering (unplugged,
-server restarted) it reports ``reconnecting`` and reopens it with exponential backoff, looking
-the device up again by name.
+server restarted) it reports ``reconnecting`` and reopens it with exponential backoff: first the
+same device as it was, then, if that fails, after PortAudio re-scanned its devices, looking the
+device up again by name. A re-scan closes every PortAudio stream of the process, so it waits
+while another device source is running: one lost device never interrupts the others.
 """
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from typing import Any
 
 from ..errors import DeviceError
 from .base import Source
+from .decode import check_sample_rate
 
 
 def _sd():
@@ -76,7 +80,23 @@ def resolve_device(spec: int | str | None) -> dict[str, Any]:
     matches = exact or [d for d in devices if text.lower() in d["name"].lower()]
     if not matches:
         raise DeviceError(f"no input device matches {text!r}\n{format_devices(devices)}")
+    if len(matches) > 1:  # never guess between two devices
+        listed = "; ".join(f"{d['index']}: {d['name']}" for d in matches)
+        raise DeviceError(f"--device {text!r} matches {len(matches)} input devices ({listed}): "
+                          "give the index or more of the name")
     return matches[0]
+
+
+#: Every device source of this process (weakly held): a reconnecting one re-scans PortAudio's
+#: device list only while no other one is delivering audio, since a re-scan (terminate and
+#: initialise PortAudio) closes every stream of the process.
+_SOURCES: "weakref.WeakSet[DeviceSource]" = weakref.WeakSet()
+_RESCAN_LOCK = threading.Lock()
+
+
+def _others_running(me: "DeviceSource") -> bool:
+    return any(s is not me and s._stream is not None and not s._lost.is_set() and s.state == "running"
+               for s in list(_SOURCES))
 
 
 class DeviceSource(Source):
@@ -91,6 +111,7 @@ class DeviceSource(Source):
         self.device_name = info["name"]
         self.device_index = info["index"]
         self.sample_rate = info["sample_rate"]
+        check_sample_rate(self.sample_rate, f"input device {self.device_name!r}", DeviceError)
         # Stereo at most (ALSA's "pulse"/"default" devices claim 32 channels); --channel N
         # opens N+1 channels and keeps channel N.
         self.channels = min(info["channels"], 2) if channel is None else channel + 1
@@ -106,6 +127,8 @@ class DeviceSource(Source):
         self._stream = None
         self._lost = threading.Event()
         self._supervisor: threading.Thread | None = None
+        self.rescans = 0  # PortAudio re-initialisations this source asked for
+        _SOURCES.add(self)
 
     @property
     def description(self) -> str:
@@ -149,14 +172,46 @@ class DeviceSource(Source):
                                             name=f"rt-tagger-device-{self.name}")
         self._supervisor.start()
 
+    def _find_again(self) -> None:
+        """After PortAudio re-enumerated: the device's new index (looked up by name)."""
+        info = resolve_device(self.device_name)
+        self.device_index = info["index"]
+        if info["sample_rate"] != self.sample_rate:
+            raise DeviceError("device came back with a different sample rate")
+
+    def _reopen(self, *, rescan: bool) -> None:
+        """Opens the stream again: first as it was (a restarted sound server is back under the
+        same device), then, if that fails or ``rescan``, after PortAudio re-scanned its devices
+        (a re-plugged device has a new index) - but only while no other device source of this
+        process is delivering audio, because a re-scan closes every stream."""
+        if not rescan:
+            try:
+                self._find_again()
+                self._open()
+                return
+            except Exception:
+                self._close_stream()
+        with _RESCAN_LOCK:
+            if _others_running(self):
+                raise DeviceError("not found again yet (a device re-scan waits until no other "
+                                  "device source of this process is running)")
+            sd = _sd()
+            sd._terminate()  # PortAudio enumerates devices only at initialisation
+            sd._initialize()
+            self.rescans += 1
+        self._find_again()
+        self._open()
+
     def _supervise(self) -> None:
         retries = 0
+        rescan_next = False
         while not self._stop.is_set():
             if self._stop.wait(0.1):
                 break
             stalled = time.monotonic() - self._last_callback > self.stall_timeout
             if self.callbacks and self.state == "starting" and not stalled:
                 self.set_state("running", self.description)
+                rescan_next = False
             if not (self._lost.is_set() or stalled):
                 retries = 0
                 continue
@@ -169,14 +224,9 @@ class DeviceSource(Source):
             if self._stop.wait(delay):
                 break
             try:
-                sd = _sd()
-                sd._terminate()  # PortAudio enumerates devices only at initialisation
-                sd._initialize()
-                info = resolve_device(self.device_name)
-                self.device_index = info["index"]
-                if info["sample_rate"] != self.sample_rate:
-                    raise DeviceError("device came back with a different sample rate")
-                self._open()
+                self._reopen(rescan=rescan_next)
+                # opened: if it stalls again before it runs, the next attempt re-scans
+                rescan_next = True
                 self.set_state("starting", f"reopened {self.description}")
             except Exception as exc:
                 self._lost.set()
