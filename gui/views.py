@@ -1,7 +1,9 @@
 """The plots of the live window, all in one pyqtgraph scene (so one grab shows everything).
 
-Left column: the scrolling log-mel spectrogram with the attention overlay, and under it the
-contribution strip of the selected tag (x-linked: the same seconds). Right: the tag
+Left column: the scrolling log-mel spectrogram with the translucent attention overlay, under
+it the attention heat strip with its colour bar, then the contribution strip of the selected
+tag (all x-linked: the same seconds; frame ``j`` is drawn centred on its time, as in the
+explain figure and :mod:`rt_tagger.interpret.timeaxis`). Right: the tag
 probability bars (one row per tag) and the taggram timeline whose rows are the same tags in
 the same order (y-linked). Every update is whole-array numpy + one ``setImage``/``setOpts``.
 """
@@ -11,12 +13,14 @@ import math
 
 import numpy as np
 
+from .attention import AttentionTrack, overlay_rgba
+from .heatstrip import AttentionStrip, color_bar
 from .qt import QtCore, QtGui, pg
 
 BAR = (80, 110, 150)
 TOPK = (255, 150, 40)
 OVERLAY = (0, 235, 255)  # cyan over the inferno spectrogram
-OVERLAY_ALPHA = 170  # alpha at the chunk's highest attention
+OVERLAY_ALPHA = 190  # alpha at 16x the chunk's mean attention (interpret.display)
 THRESHOLD = (230, 40, 40)
 TAGGRAM_MIN_TOP = 0.25  # taggram colour scale: 0 to max(this, the largest probability shown)
 SCROLL_STEP = 0.5  # seconds the time axes advance at once
@@ -46,7 +50,9 @@ def visible_span(t_end: float, span: float, minimum: float = 10.0,
 
 
 class Spectrogram:
-    """Log-mel image (frames x mels) plus the attention overlay of the latest chunk."""
+    """Log-mel image (frames x mels) plus the translucent attention overlay: cyan whose
+    opacity follows the attention of every chunk seen (:class:`~.attention.AttentionTrack`,
+    clear at or below each chunk's mean, :data:`OVERLAY_ALPHA` at 16x)."""
 
     def __init__(self, plot: pg.PlotItem, span: float) -> None:
         self.plot, self.span = plot, span
@@ -61,17 +67,16 @@ class Spectrogram:
         plot.addItem(self.overlay)
         self.overlay.hide()
         self.show_overlay = True
-        self.overlay_weights: np.ndarray | None = None  # normalised, as drawn
-        self.overlay_times: np.ndarray | None = None
+        self.overlay_ratio: np.ndarray | None = None  # per track cell, as drawn (None: hidden)
+        self.overlay_t0: float | None = None  # drawn time of the first cell's left edge
         self._key = None
         self._att_key = None
         self._levels: tuple[float, float] | None = None
         self._levels_at = 0
         self._range = None
         self._title = ""
-        self._att = None  # keeps the drawn overlay alive so its id() stays unique
 
-    def update(self, snap, tag_index: int | None) -> None:
+    def update(self, snap, tag_index: int | None, track: AttentionTrack | None = None) -> None:
         mel = snap.logmel
         if mel.shape[0] == 0:
             return
@@ -84,43 +89,43 @@ class Spectrogram:
                 self._levels, self._levels_at = (float(lo), float(max(hi, lo + 1e-6))), count
             self.image.setImage(mel, autoLevels=False, levels=self._levels)
             n, m = mel.shape
-            self.image.setRect(_rect(snap.logmel_t0, 0, n * snap.frame_seconds, m))
+            # Frame j is centred on its time (librosa frames_to_time, the explain figure).
+            self.image.setRect(_rect(snap.logmel_t0 - 0.5 * snap.frame_seconds, 0,
+                                     n * snap.frame_seconds, m))
             xr = visible_span(snap.logmel_t0 + n * snap.frame_seconds, self.span)
             if (xr, m) != self._range:
                 self._range = (xr, m)
                 self.plot.setXRange(*xr, padding=0)
                 self.plot.setYRange(0, m, padding=0)
-        self.set_attention(snap.attention, tag_index, mel.shape[1])
-        title = "log-mel spectrogram" + {None: "", "cls": ", [CLS] attention (cyan)",
-                                         "per_tag": ", the tag's cross-attention (cyan)"}[
-            None if snap.attention is None else snap.attention.kind]
+        self.set_attention(track, tag_index, mel.shape[1], snap.frame_seconds)
+        kind = None if snap.attention is None else snap.attention.kind
+        title = "log-mel spectrogram" + {None: "", "cls": ", [CLS] attention (cyan overlay)",
+                                         "per_tag": ", the tag's cross-attention (cyan overlay)"}[
+            kind if self.show_overlay else None]
         if title != self._title:
             self._title = title
             self.plot.setTitle(title)
 
-    def set_attention(self, att, tag_index: int | None, n_mels: int) -> None:
-        key = (id(att), tag_index if att is not None and att.kind != "cls" else None,
+    def set_attention(self, track: AttentionTrack | None, tag_index: int | None, n_mels: int,
+                      frame_seconds: float) -> None:
+        """Draws the track's row (``tag_index`` for per-tag maps) over the spectrogram."""
+        has = track is not None and track.sums is not None
+        row = (tag_index or 0) if has and track.kind == "per_tag" else 0
+        key = (id(track), track.chunks if has else None, track.first if has else None, row,
                self.show_overlay, n_mels)
         if key == self._att_key:
             return
         self._att_key = key
-        if att is None or not self.show_overlay:
+        if not has or not self.show_overlay:
             self.overlay.hide()
-            self.overlay_weights = None
+            self.overlay_ratio = None
             return
-        w = att.weights if att.kind == "cls" else att.weights[tag_index or 0]
-        w = np.asarray(w, np.float64)
-        span = float(w.max() - w.min())
-        norm = (w - w.min()) / span if span > 0 else np.zeros_like(w)
-        # Two identical rows: pyqtgraph 0.14 renders nothing for a one-row RGBA uint8 image.
-        rgba = np.empty((w.shape[0], 2, 4), np.uint8)
-        rgba[..., :3] = OVERLAY
-        rgba[..., 3] = np.round(norm * OVERLAY_ALPHA).astype(np.uint8)[:, None]
-        self.overlay.setImage(rgba, autoLevels=False)
-        t = att.times
-        self.overlay.setRect(_rect(t[0], 0, t[-1] - t[0], n_mels))
+        t0, ratio = track.values(row)
+        self.overlay.setImage(overlay_rgba(ratio, OVERLAY, OVERLAY_ALPHA), autoLevels=False)
+        x0 = t0 - 0.5 * frame_seconds
+        self.overlay.setRect(_rect(x0, 0, ratio.shape[0] * track.cell, n_mels))
         self.overlay.show()
-        self.overlay_weights, self.overlay_times, self._att = norm, np.asarray(t), att
+        self.overlay_ratio, self.overlay_t0 = ratio, x0
 
 
 class ContributionStrip:
@@ -253,7 +258,7 @@ class Taggram:
 
 
 class LiveView(pg.GraphicsLayoutWidget):
-    """The four panels; emits ``tagClicked(index)`` when a bar or a taggram row is clicked."""
+    """The panels; emits ``tagClicked(index)`` when a bar or a taggram row is clicked."""
 
     tagClicked = QtCore.Signal(int)
 
@@ -261,22 +266,31 @@ class LiveView(pg.GraphicsLayoutWidget):
         super().__init__()
         self.setBackground((18, 18, 22))
         spec = self.addPlot(row=0, col=0)
-        strip = self.addPlot(row=1, col=0)
-        bars = self.addPlot(row=0, col=1, rowspan=2, title="tag probabilities")
-        gram = self.addPlot(row=0, col=2, rowspan=2)
+        heat = self.addPlot(row=1, col=0)
+        self.colorbar = color_bar()
+        self.addItem(self.colorbar, row=2, col=0)
+        strip = self.addPlot(row=3, col=0)
+        bars = self.addPlot(row=0, col=1, rowspan=4, title="tag probabilities")
+        gram = self.addPlot(row=0, col=2, rowspan=4)
+        heat.setXLink(spec)
         strip.setXLink(spec)
         gram.invertY(True)  # row 0 at the top, as in the bars
         gram.setYLink(bars)
-        for plot in (spec, strip):  # same axis width: the linked x axes line up exactly
+        for plot in (spec, heat, strip):  # same axis width: the linked x axes line up exactly
             plot.getAxis("left").setWidth(48)
-        strip.setMaximumHeight(120)
+        heat.setMaximumHeight(80)
+        heat.hideAxis("bottom")
+        strip.setMaximumHeight(110)
         grid = self.ci.layout
         grid.setColumnStretchFactor(0, 5)
         grid.setColumnStretchFactor(1, 2)
         grid.setColumnStretchFactor(2, 2)
         grid.setRowStretchFactor(0, 4)
         grid.setRowStretchFactor(1, 1)
+        grid.setRowStretchFactor(3, 1)
         self.spectrogram = Spectrogram(spec, span)
+        self.heat = AttentionStrip(heat)
+        self.track: AttentionTrack | None = None  # made on the first snapshot (its frame hop)
         self.strip = ContributionStrip(strip)
         self.bars = TagBars(bars)
         self.taggram = Taggram(gram, span)
@@ -286,9 +300,29 @@ class LiveView(pg.GraphicsLayoutWidget):
         """Forget what was drawn (a new session starts from scratch)."""
         sp = self.spectrogram
         sp._key = sp._att_key = sp._levels = sp._range = None
+        self.track = None
+        self.heat.set_message("attention: waiting for the first chunk")
         self.taggram._key = None
         self.bars._tags = None
         self.strip.set_message("contribution: waiting for the first chunk")
+
+    def show_attention(self, snap, tag_index: int | None, tag_name: str | None) -> None:
+        """Adds the snapshot's attention to the track and draws the overlay and heat strip."""
+        att = snap.attention
+        if att is not None:
+            if self.track is None:
+                self.track = AttentionTrack(snap.frame_seconds, keep=self.spectrogram.span + 10.0)
+            self.track.add(att)
+        elif snap.history_t.shape[0]:
+            self.track = None
+            self.heat.set_message("attention: the model has none")
+        self.spectrogram.update(snap, tag_index, self.track)
+        if self.track is not None:
+            per_tag = self.track.kind == "per_tag"
+            row = (tag_index or 0) if per_tag else 0
+            label = (f"cross-attention of '{tag_name}'" if per_tag
+                     else "attention ([CLS], last layer, heads summed)")
+            self.heat.update(self.track, row, label, -0.5 * snap.frame_seconds)
 
     def _clicked(self, event) -> None:
         pos = event.scenePos()

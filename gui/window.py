@@ -89,7 +89,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         order = (np.argsort(-snap.probs, kind="stable") if self.sorted
                  else np.arange(len(snap.tags)))
         shown = self.shown_tag(snap)
-        self.view.spectrogram.update(snap, shown)
+        self.view.show_attention(snap, shown, None if shown is None else snap.tags[shown])
         self.view.bars.update(snap, order, self.selected, self._index)
         hop = self.session.tagger.hop_seconds if self.session else 0.5
         self.view.taggram.update(snap, order, hop)
@@ -161,11 +161,13 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.sorted = bool(on)
 
     def _set_overlay(self, on: bool) -> None:
+        """The attention overlay checkbox: shows or hides the cyan overlay on the spectrogram
+        (the heat strip stays: it hides nothing)."""
         self.view.spectrogram.show_overlay = bool(on)
         if self.session is not None:
             snap = self.session.snapshot()
-            self.view.spectrogram.set_attention(snap.attention, self.shown_tag(snap),
-                                                max(snap.logmel.shape[1], 1))
+            self.view.spectrogram.set_attention(self.view.track, self.shown_tag(snap),
+                                                max(snap.logmel.shape[1], 1), snap.frame_seconds)
 
     def apply_settings(self, changes: dict) -> None:
         """Restarts on new settings: the new tagger is built first, then the old session is

@@ -1,9 +1,11 @@
 """``rt-tagger explain``: a figure like Figures 6-7 of Won et al. (2019).
 
 Top to bottom: the log-mel spectrogram (time on x), the attention heat map (last layer,
-[CLS] -> each time step, heads summed), then one row per tag — the tag-wise contribution heat
-map (spec_att, raw_att), the tag's cross-attention (q2l), or the tag's probability over time
-(models without attention, e.g. musicnn). ``concat`` puts two or more clips side by side as
+[CLS] -> each time step, heads summed; chunks overlapping a frame averaged, shown relative to
+the mean on a log2 scale from 1/8x to 16x through the same colour ramp as the live window,
+:mod:`rt_tagger.interpret.display`, with a colour bar), then one row per tag — the tag-wise
+contribution heat map (spec_att, raw_att), the tag's cross-attention (q2l), or the tag's
+probability over time (models without attention, e.g. musicnn). ``concat`` puts two or more clips side by side as
 the paper did (piano | flute) and marks each boundary with a magenta line.
 
 matplotlib is imported only here, and only when a figure is drawn.
@@ -18,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import AudioFileError, ConfigError, ModelError
+from .errors import AudioFileError, ConfigError, ModelError, RtTaggerError
 from .interpret import (FileMaps, explain_array, resolve_tags, spread_to_frames, tag_names,
                         time_base)
+from .interpret import display
 from .tagger import DEFAULT_MODEL  # the model used when none is named
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,6 +43,7 @@ class FigureLayout:
     ``panels``: name -> ``(x0, y0, x1, y1)`` pixel box of each axes, top to bottom in
     ``order``; ``rows``: name -> the per-frame values drawn in that row (before scaling);
     ``x_of(seconds)`` gives the pixel column of a time. ``tags``: tags of the tag rows.
+    ``colorbar``: pixel box of the attention row's colour bar (None without attention).
     """
 
     path: Path
@@ -50,6 +54,7 @@ class FigureLayout:
     t_range: tuple[float, float]
     boundaries: list[float]
     tags: list[str] = field(default_factory=list)
+    colorbar: tuple[int, int, int, int] | None = None
 
     def x_of(self, seconds: float) -> float:
         x0, _, x1, _ = self.panels[self.order[0]]
@@ -78,6 +83,17 @@ def _row_values(maps: FileMaps, tags: Sequence[str]) -> tuple[str, dict[str, np.
     return "probability", dict(zip(tags, vals))
 
 
+def require_matplotlib() -> None:
+    """Raises one :class:`RtTaggerError` line naming the ``[explain]`` extra if matplotlib is
+    not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "matplotlib":
+            raise RtTaggerError("explain needs matplotlib: pip install 'rt-tagger[explain]'") from None
+        raise
+
+
 def render_explanation(logmel: np.ndarray, maps: FileMaps, out_png: str | os.PathLike[str], *,
                        tags: Sequence[str] | None = None, boundaries: Sequence[float] = (),
                        title: str | None = None, width_px: int = 1200,
@@ -85,9 +101,12 @@ def render_explanation(logmel: np.ndarray, maps: FileMaps, out_png: str | os.Pat
     """Draw the figure for a file's log-mel ``(frames, n_mels)`` and its :class:`FileMaps`.
 
     ``tags``: rows to draw (names in ``maps.map_tags``; default all of them, at most 8 is
-    sensible). ``boundaries``: times in seconds to mark (clip joins). Heat-map rows are scaled
-    to their own min..max (the range is printed in the row label). Returns the layout.
+    sensible). ``boundaries``: times in seconds to mark (clip joins). The attention row is
+    divided by its mean and coloured by :func:`rt_tagger.interpret.display.level` (log2,
+    1/8x..16x, colour bar at its right); the other heat-map rows are scaled to their own
+    min..max (the range is printed in the row label). Returns the layout.
     """
+    require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -105,17 +124,21 @@ def render_explanation(logmel: np.ndarray, maps: FileMaps, out_png: str | os.Pat
     spec = np.asarray(logmel, dtype=np.float32)
     fs = maps.base.frame_seconds
     t0, t1 = -0.5 * fs, (spec.shape[0] - 0.5) * fs
-    heights = [4.0] + [0.7] * len(rows)
+    heights = [4.0] + [1.1 if name == "attention" else 0.7 for name in rows]
     fig = Figure(figsize=(width_px / dpi, (sum(heights) + 1.4) * 0.55 + 0.4), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(heights), 1, sharex=True, squeeze=False,
                         gridspec_kw={"height_ratios": heights, "hspace": 0.12})[:, 0]
-    fig.subplots_adjust(left=0.2, right=0.98, top=0.93 if title else 0.97, bottom=0.09)
+    fig.subplots_adjust(left=0.2, right=0.93, top=0.93 if title else 0.97, bottom=0.09)
     ax = axes[0]
     ax.imshow(spec.T, origin="lower", aspect="auto", cmap=CMAP, extent=(t0, t1, 0, spec.shape[1]),
               interpolation="nearest")
     ax.set_ylabel("log-mel\nband", rotation=0, ha="right", va="center")
+    cax = None
     for ax, (name, v) in zip(axes[1:], rows.items()):
+        if name == "attention":
+            cax = _attention_row(fig, ax, v, (t0, t1))
+            continue
         finite = v[np.isfinite(v)]
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         scaled = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
@@ -138,17 +161,39 @@ def render_explanation(logmel: np.ndarray, maps: FileMaps, out_png: str | os.Pat
     fig.canvas.draw()
     w, h = fig.canvas.get_width_height()
     order = ["spectrogram", *rows]
-    panels = {}
-    for name, ax in zip(order, axes):
+
+    def box(ax) -> tuple[int, int, int, int]:
         bb = ax.get_window_extent()
-        panels[name] = (int(round(bb.x0)), int(round(h - bb.y1)), int(round(bb.x1)),
-                        int(round(h - bb.y0)))
+        return (int(round(bb.x0)), int(round(h - bb.y1)), int(round(bb.x1)), int(round(h - bb.y0)))
+
+    panels = {name: box(ax) for name, ax in zip(order, axes)}
     try:
         fig.savefig(out, dpi=dpi)
     except OSError as exc:
         raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None
     return FigureLayout(out, (w, h), order, panels, {"spectrogram": spec, **rows}, (t0, t1),
-                        list(boundaries), tags)
+                        list(boundaries), tags, None if cax is None else box(cax))
+
+
+def _attention_row(fig, ax, values: np.ndarray, extent: tuple[float, float]):
+    """The attention row: ratio to its mean on the shared log2 ramp, plus a colour bar
+    (returns its axes)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap, Normalize
+
+    cmap = ListedColormap(display.ramp(256) / 255.0, name="rt-tagger-attention")
+    mean = float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
+    ratio = values / mean if mean > 0 else np.zeros_like(values)
+    ax.imshow(display.level(ratio)[None], aspect="auto", cmap=cmap, vmin=0, vmax=1,
+              extent=(*extent, 0, 1), interpolation="nearest")
+    ax.set_yticks([])
+    ax.set_ylabel("attention\n/ its mean", rotation=0, ha="right", va="center", fontsize=8)
+    pos = ax.get_position()
+    cax = fig.add_axes((pos.x1 + 0.008, pos.y0, 0.01, pos.height))
+    bar = fig.colorbar(ScalarMappable(Normalize(*display.LOG2_RANGE), cmap), cax=cax)
+    ends = [display.TICKS[0], (0.0, "1x"), display.TICKS[-1]]
+    bar.set_ticks([v for v, _ in ends], labels=[s for _, s in ends], fontsize=7)
+    return cax
 
 
 def _read_audio(path: Path, sample_rate: int) -> np.ndarray:
@@ -229,6 +274,7 @@ def explain_file(paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str
     parent = Path(out_png).parent
     if not parent.is_dir():
         raise ConfigError(f"cannot write {out_png}: directory {parent} does not exist")
+    require_matplotlib()  # before the model runs, not after
     net = _load_model(model)
     names = tag_names(net)
     chosen = None if tags is None else [names[i] for i in resolve_tags(tags, names)]

@@ -12,13 +12,18 @@ a TorchScript archive as the extra file ``rt_tagger.json``, so an exported file 
 :func:`read_onnx_metadata` and :func:`load_torchscript` give it back as a
 :class:`~rt_tagger.checkpoint.Checkpoint` without weights.
 
-ONNX uses PyTorch's ``torch.export``-based exporter (``dynamo=True``, needs onnxscript): for the
-attention models it gives a graph about half the size of the legacy TorchScript exporter's, and the
-legacy exporter is deprecated in torch 2.9+. ``exporter="legacy"`` selects the old one.
+ONNX uses PyTorch's ``torch.export``-based exporter (``dynamo=True``, needs onnxscript, a core
+dependency): for the attention models it gives a graph about half the size of the legacy
+TorchScript exporter's, and the legacy exporter is deprecated in torch 2.9+. ``exporter="legacy"``
+selects the old one; ``"auto"`` (the default) takes the torch.export-based one when onnxscript
+can be imported and falls back to the legacy one when it cannot (an install without it still
+runs; tests/test_extras.py checks that graph against PyTorch). Neither needs a network or a
+compiler.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import inspect
 import json
 import logging
@@ -34,9 +39,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .checkpoint import Checkpoint
 
-__all__ = ["DEFAULT_OPSET", "EXPORTERS", "FORMATS", "export_graph", "export_model", "export_onnx",
-           "export_torchscript", "load_torchscript", "read_onnx_metadata", "resolve_model",
-           "supports_attention"]
+__all__ = ["DEFAULT_OPSET", "EXPORTERS", "FORMATS", "default_exporter", "export_graph",
+           "export_model", "export_onnx", "export_torchscript", "load_torchscript",
+           "read_onnx_metadata", "resolve_model", "supports_attention"]
 
 DEFAULT_OPSET = 18
 EXPORTERS = ("dynamo", "legacy")
@@ -46,6 +51,15 @@ META_KEY = "rt_tagger"  # checkpoint description, same JSON as in the .safetenso
 EXPORT_KEY = "rt_tagger.export"  # how the file was made: versions, exporter, outputs, batch
 _TS_META = "rt_tagger.json"
 _TS_EXPORT = "rt_tagger_export.json"
+
+
+def default_exporter() -> str:
+    """The exporter ``exporter="auto"`` uses: "dynamo" if onnxscript is importable, else "legacy"."""
+    try:
+        found = importlib.util.find_spec("onnxscript") is not None
+    except (ImportError, ValueError):  # a broken or half-removed install counts as absent
+        found = False
+    return "dynamo" if found else "legacy"
 
 
 def supports_attention(model: "nn.Module") -> bool:
@@ -170,18 +184,25 @@ def export_onnx(
     batch: int | None = None,
     with_attention: bool = True,
     opset: int = DEFAULT_OPSET,
-    exporter: str = "dynamo",
+    exporter: str = "auto",
 ) -> Path:
     """Write ``source`` (see :func:`resolve_model`) as an ONNX file at ``path``; returns the path.
 
     ``batch=None`` makes the batch axis dynamic; an integer fixes it. ``with_attention`` adds the
     ``"attention"`` output for models that have attention maps (ignored for the others).
+    ``exporter``: "auto" (see :func:`default_exporter`), "dynamo" or "legacy".
     """
     import onnx
     import torch
 
-    if exporter not in EXPORTERS:
-        raise ConfigError(f"unknown ONNX exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
+    if exporter not in ("auto", *EXPORTERS):
+        raise ConfigError(f"unknown ONNX exporter {exporter!r}; choose one of auto, "
+                          f"{', '.join(EXPORTERS)}")
+    if exporter == "auto":
+        exporter = default_exporter()
+    elif exporter == "dynamo" and default_exporter() != "dynamo":
+        raise ModelError("the torch.export-based ONNX exporter needs onnxscript (pip install "
+                         "onnxscript), or use exporter='legacy'")
     if not isinstance(opset, int) or not 13 <= opset <= 23:
         raise ConfigError(f"ONNX opset must be an integer in [13, 23], got {opset!r}")
     model, ckpt = resolve_model(source)
@@ -202,9 +223,10 @@ def export_onnx(
                 torch.onnx.export(graph, (example,), str(tmp), input_names=[INPUT_NAME],
                                   output_names=outputs, opset_version=opset, dynamo=False,
                                   dynamic_axes=axes, do_constant_folding=True)
-        proto = onnx.load(str(tmp))
+        proto = onnx.load(str(tmp))  # with any external weights the exporter wrote beside it
     except Exception as exc:
         tmp.unlink(missing_ok=True)
+        tmp.with_name(tmp.name + ".data").unlink(missing_ok=True)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelError(f"ONNX export ({exporter}) of {ckpt.arch!r} failed: {first}") from exc
     meta = {META_KEY: json.dumps(ckpt.metadata(), sort_keys=True),
@@ -214,7 +236,10 @@ def export_onnx(
         proto.metadata_props.add(key=key, value=value)
     proto.producer_name = "rt-tagger"
     proto.doc_string = f"rt-tagger {ckpt.arch} tagger, {len(ckpt.tags)} tags"
+    # The torch.export-based exporter may keep the weights in "<file>.data" beside the graph;
+    # onnx.load above read them in, they are saved inside the one file here, so it goes.
     onnx.save(proto, str(tmp))  # small models: weights stay inside the one file
+    tmp.with_name(tmp.name + ".data").unlink(missing_ok=True)
     os.replace(tmp, out)
     return out
 

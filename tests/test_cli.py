@@ -32,7 +32,7 @@ def read_jsonl(text: str) -> list[dict]:
 
 def test_demo_runs_the_main_job_on_the_embedded_default(tmp_path):
     out = tmp_path / "demo.jsonl"
-    p = run("demo", "--jsonl", str(out), "--min-duration", "0.5")
+    p = run("demo", "--fast", "--jsonl", str(out), "--min-duration", "0.5")
     assert p.returncode == 0, p.stderr
     assert "summary over" in p.stdout  # the terminal view ...
     assert "| attention " in p.stdout  # ... with the model's attention over each chunk
@@ -98,6 +98,7 @@ def test_corrupt_file_is_one_clean_line(tmp_path):
     assert p.stderr.startswith("rt-tagger: ") and len(p.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_flushes(tmp_path):
     out = tmp_path / "live.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "rt_tagger", FILE, "--realtime", "--jsonl", str(out), "-q"],
@@ -126,6 +127,7 @@ def test_models_and_help_are_quick():
     assert time.perf_counter() - t < 20  # heavy backends load lazily
 
 
+@pytest.mark.slow
 def test_explain_writes_the_figure(tmp_path):
     out = tmp_path / "fig.png"
     p = run("explain", str(DATA / MUSIC_CLIPS[0]), str(DATA / MUSIC_CLIPS[2]), "--concat",

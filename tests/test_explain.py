@@ -122,7 +122,8 @@ def test_spec_att_figure_has_attention_and_contribution_rows(tmp_path, spec_att_
     check_common(layout, img, 4)
     assert layout.order[1:] == ["attention", "contribution: piano", "contribution: drums"]
     # Each heat-map row shows its plotted values: colour brightness per column follows them
-    # (rows are scaled to their own min..max before the viridis colour map).
+    # (contribution rows: own min..max through viridis; attention: log2 of the ratio to its
+    # mean through the attention ramp; both brighten monotonically).
     for name in layout.order[1:]:
         values = layout.rows[name]
         assert values.shape == layout.rows["spectrogram"].shape[:1]
@@ -202,3 +203,45 @@ def test_q2l_and_waveform_models_get_their_rows(tmp_path, arch):
         assert layout.rows[name].shape == (n_frames,) and np.isfinite(layout.rows[name]).all()
     img = read_png(layout.path)
     assert not is_marker(img).any()
+
+
+def test_attention_row_uses_the_shared_log_scale(tmp_path):
+    """The default model on the drum clip: each pixel column of the attention row has the
+    ramp colour of log2(attention / its mean) from 1/8x to 16x (computed here, not by the
+    product's scale code), read back from the PNG; the colour bar beside it runs from the
+    ramp's darkest colour (bottom) to its lightest (top)."""
+    from rt_tagger.interpret.display import ramp
+
+    out = tmp_path / "drums.png"
+    layout = explain_file(DRUMS, out, tags=["drums"], backend="numpy")
+    img = np.round(read_png(out) * 255).astype(np.int32)
+    v = layout.rows["attention"]
+    assert np.isfinite(v).all()
+    want = np.clip((np.log2(v / v.mean()) + 3.0) / 7.0, 0, 1) * 255
+    x0, y0, x1, y1 = layout.panels["attention"]
+    t0, t1 = layout.t_range
+    per_px = v.size / (x1 - x0)
+    cols = np.arange(x0 + 2, x1 - 2)
+    a = np.floor((cols - x0) * per_px).astype(int)
+    b = np.floor((cols + 1 - x0) * per_px - 1e-9).astype(int)
+    frames = np.clip(np.stack([a - 1, a, b, b + 1], axis=1), 0, v.size - 1)  # +-1: edge rounding
+    lut = ramp(256).astype(np.int32)
+    colour = np.median(img[y0 + 3:y1 - 3, cols], axis=0)
+    dist = np.abs(colour[:, None, :] - lut[None]).sum(axis=2)
+    assert np.median(dist.min(axis=1)) <= 6, "the attention row is not drawn in the ramp"
+    index = dist.argmin(axis=1)
+
+    def ok(f: np.ndarray) -> np.ndarray:
+        return (np.abs(want[f] - index[:, None]) <= 6).any(axis=1)
+
+    assert ok(frames).mean() >= 0.97
+    assert ok(np.clip(frames + 6, 0, v.size - 1)).mean() < 0.8  # 6 frames off would show
+    assert np.ptp(want) > 150  # the real model's attention spans the scale
+    # Colour bar: ramp colours, dark at the bottom, light at the top.
+    cx0, cy0, cx1, cy1 = layout.colorbar
+    assert x1 < cx0 and y0 - 2 <= cy0 < cy1 <= y1 + 2
+    strip = img[cy0 + 2:cy1 - 2, (cx0 + cx1) // 2]
+    bar = np.abs(strip[:, None, :] - lut[None]).sum(axis=2)
+    assert bar.min(axis=1).max() <= 12  # every pixel down the bar is a ramp colour
+    index = bar.argmin(axis=1)
+    assert index[0] >= 235 and index[-1] <= 20 and (np.diff(index) <= 0).all()

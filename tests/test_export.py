@@ -40,6 +40,7 @@ CASES = {
     "q2l": ("q2l", {"channels": [16, 16, 32, 32, 32], "width": 64, "ffn_dim": 128}),
     "short_res": ("short_res", {"channels": [16, 16, 32, 32, 32, 32, 64]}),
     "musicnn": ("musicnn", {}),  # the converted MTAT weights when shipped
+    "musicnn_vgg": ("musicnn_vgg", {}),  # the converted MTT_vgg weights when shipped
 }
 
 
@@ -53,8 +54,9 @@ def make_checkpoint(path, arch: str, args: dict, seed: int = 0):
 
 def case_checkpoint(tmp_path_factory, case: str):
     arch, args = CASES[case]
-    if arch == "musicnn" and pretrained_path("musicnn.mtat").is_file():
-        return load_checkpoint(pretrained_path("musicnn.mtat"))
+    shipped = {"musicnn": "musicnn.mtat", "musicnn_vgg": "musicnn_vgg.mtat"}.get(arch)
+    if shipped and pretrained_path(shipped).is_file():
+        return load_checkpoint(pretrained_path(shipped))
     return make_checkpoint(tmp_path_factory.mktemp(case) / f"{case}.safetensors", arch, args)
 
 
@@ -90,6 +92,12 @@ def exported(request, tmp_path_factory):
 
 def test_every_architecture_is_covered():
     assert set(list_models(pretrained=False)) <= {arch for arch, _ in CASES.values()}
+
+
+def test_export_leaves_one_self_contained_file(exported):
+    """No side files (the torch.export-based exporter may write "<file>.data" next to it)."""
+    _, _, path = exported
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
 def test_onnx_matches_torch(exported):

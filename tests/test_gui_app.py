@@ -41,6 +41,7 @@ def test_importing_the_cli_does_not_import_qt():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
 
 
+@pytest.mark.slow
 def test_long_run_3000_image_updates(qtbot):
     """The PySide6 6.12 failure mode: >= 3000 image updates in one process. The process
     survives, memory stays bounded and the refcount of False does not drift."""

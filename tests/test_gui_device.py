@@ -36,6 +36,7 @@ def wait_for(pred, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_gui_on_a_live_device_tags_what_is_played(tmp_path):
     pytest.importorskip("pyqtgraph")
     env = pulse_env()

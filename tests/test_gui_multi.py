@@ -89,6 +89,7 @@ def bar_fill_px(img, window, bars, i: int) -> tuple[int, int]:
     return int(np.all(line == rgb(multi.BAR_FILL), axis=1).sum()), r.width()
 
 
+@pytest.mark.slow
 def test_two_sources_rows_meters_alarms_and_close(tagger, tmp_path, qtbot):
     gap = gap_file(tmp_path / "gap.wav")
     specs = [SourceSpec("gap", f"file:{gap}", alarms=ALARMS), SourceSpec("drums", f"file:{DRUMS}", alarms=ALARMS)]

@@ -30,6 +30,7 @@ def librosa_logmel(y: np.ndarray, c: LogMelConfig) -> np.ndarray:
     return mel
 
 
+@pytest.mark.slow
 def test_installed_librosa_pads_with_constant_by_default():
     # Our default pad_mode copies librosa's; if librosa changes it, this must be revisited.
     import inspect
@@ -47,6 +48,7 @@ def test_filterbank_matches_librosa():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("clip", MUSIC_CLIPS)
+@pytest.mark.slow
 def test_matches_librosa_on_real_music(backend, clip):
     y = load_music(clip)
     c = LogMelConfig()

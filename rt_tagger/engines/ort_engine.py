@@ -39,14 +39,15 @@ def cached_onnx(source: Any, *, opset: int | None = None, cache: str | os.PathLi
     """``(path, exported_now)``: the cached ONNX export of a checkpoint, made if missing.
 
     The file name holds the architecture, the weights' SHA-256, a hash of the description (tags,
-    features) and the torch / onnx versions and opset, so a new checkpoint, a relabelled one or a
-    new toolchain gets its own file.
+    features), the torch / onnx versions, the opset and the exporter (see
+    :func:`rt_tagger.export.default_exporter`), so a new checkpoint, a relabelled one or a new
+    toolchain gets its own file.
     """
     global export_count
     import onnx
     import torch
 
-    from ..export import DEFAULT_OPSET, export_onnx, resolve_model
+    from ..export import DEFAULT_OPSET, default_exporter, export_onnx, resolve_model
 
     model, ckpt = resolve_model(source)
     opset = opset or DEFAULT_OPSET
@@ -54,12 +55,13 @@ def cached_onnx(source: Any, *, opset: int | None = None, cache: str | os.PathLi
         raise BackendError(f"checkpoint of {ckpt.arch!r} has no sha256; cannot key the ONNX cache")
     # The description (tags, features) is embedded in the file, so it is part of the key too.
     described = hashlib.sha256(json.dumps(ckpt.metadata(), sort_keys=True).encode()).hexdigest()
+    exporter = default_exporter()  # "legacy" where onnxscript is missing: a graph of its own
     name = (f"{slug(ckpt.arch)}-{ckpt.sha256[:16]}-{described[:8]}-torch{slug(torch.__version__)}"
-            f"-onnx{slug(onnx.__version__)}-op{opset}.onnx")
+            f"-onnx{slug(onnx.__version__)}-op{opset}-{exporter}.onnx")
     path = cache_dir("onnx", cache) / name
     if path.is_file():
         return path, False
-    export_onnx(model, path, batch=None, with_attention=True, opset=opset)
+    export_onnx(model, path, batch=None, with_attention=True, opset=opset, exporter=exporter)
     export_count += 1
     return path, True
 

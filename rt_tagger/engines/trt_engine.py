@@ -16,6 +16,7 @@ machines without it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -38,10 +39,18 @@ log = logging.getLogger(__name__)
 compile_count = 0
 
 
-def trt_unavailable() -> str | None:
-    """None if the tensorrt backend can run here, else a short reason."""
+def trt_unavailable(*, requested: bool = False) -> str | None:
+    """None if the tensorrt backend can run here, else a short reason.
+
+    ``requested``: the user asked for this backend by name, so a missing ``[tensorrt]`` extra
+    is named (with the missing GPU, if that is missing too); for ``--backend auto`` on a
+    machine without a GPU the reason is the GPU alone, and the extra is not advertised.
+    """
     import torch
 
+    if requested and not _module_present("torch_tensorrt"):
+        gpu = "" if torch.cuda.is_available() else "; it also needs a CUDA GPU, and none is visible"
+        return f"torch-tensorrt is not installed (pip install 'rt-tagger[tensorrt]'){gpu}"
     if not torch.cuda.is_available():
         return "no CUDA device; tensorrt needs a GPU"
     try:
@@ -50,6 +59,13 @@ def trt_unavailable() -> str | None:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return f"torch-tensorrt is not importable (pip install 'rt-tagger[tensorrt]'): {first}"
     return None
+
+
+def _module_present(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a broken or half-removed install counts as absent
+        return False
 
 
 def _versions() -> tuple[str, str]:
@@ -82,7 +98,7 @@ class TensorRTEngine(Engine):
 
         from ..export import export_graph, supports_attention
 
-        why = trt_unavailable()
+        why = trt_unavailable(requested=True)
         if why:
             raise BackendError(why)
         dev = torch_device(device or "cuda")
