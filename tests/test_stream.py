@@ -207,6 +207,7 @@ def http_server(tmp_path):
     srv.server_close()
 
 
+@pytest.mark.slow
 def test_http_stream_reconnects_then_gives_up_cleanly(tagger, http_server):
     from rt_tagger.sources.file import FileSource
 

@@ -11,10 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-try:  # installed layout: training/ ships as rt_tagger.training
-    import rt_tagger.training as T
-except ImportError:  # source tree
-    import training as T
+import rt_tagger.training as T
 
 
 def mod(name: str):
@@ -283,6 +280,7 @@ def test_prepare_resumes_after_interruption(mtat, tmp_path, monkeypatch):
         prep.prepare(other, tmp_path / "a", ["raw"], workers=1, progress=False)
 
 
+@pytest.mark.slow
 def test_cli_prepares_a_raw_dataset_trains_and_exports(mtat, tmp_path, capsys):
     """``train --dataset mtat --data ROOT`` prepares the model's own log-mel first."""
     import json

@@ -1,4 +1,4 @@
-"""``python -m rt_tagger.training {prepare,train,distill,teacher-cache,evaluate,compare,curves,export,synthetic} ...``"""
+"""``python -m rt_tagger.training {prepare,train,distill,teacher-cache,evaluate,compare,curves,export,corpus,teachers,synthetic} ...``"""
 from __future__ import annotations
 
 import argparse
@@ -72,6 +72,31 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--card", default=None, help="a text file: the model card stored in the file")
     ex.add_argument("--provenance", default=None,
                     help="a JSON file whose object is merged into the stored provenance")
+
+    co = sub.add_parser("corpus", help="build (or resume) the distillation corpus from Debian "
+                                       "packages, FluidSynth renders, singing and speech")
+    co.add_argument("dest", help="corpus folder (manifest.csv, summary.txt, licenses/, wav)")
+    co.add_argument("--jobs", type=int, default=1, help="parallel work items")
+    co.add_argument("--max-track-sec", type=float, default=160,
+                    help="keep the first S seconds of each real track (0: whole tracks)")
+    co.add_argument("--midi-n", type=int, default=1800, help="score renders (30 s each)")
+    co.add_argument("--sung-n", type=int, default=150, help="sung clips (30 s each)")
+    co.add_argument("--only", nargs="+", default=None, metavar="SOURCE",
+                    help="only these sources (keys or Debian packages) and/or stages: music "
+                         "game_midi renders drum_loops sung speech")
+    co.add_argument("--packages", nargs="+", default=(), metavar="PKG",
+                    help="more Debian packages to take music from (reserved ones are refused)")
+    co.add_argument("--skip-apt", action="store_true",
+                    help="don't apt-get install the tools (sox, ffmpeg, fluidsynth, soundfonts)")
+    co.add_argument("--cache", default=None, help=".deb and unpack cache (default DEST/.cache)")
+
+    te = sub.add_parser("teachers", help="MTT teachers and their ensemble on renders and real "
+                                         "recordings of known instruments: top-3, ROC-AUC")
+    te.add_argument("--work", required=True, help="folder for the renders and unpacked packages")
+    te.add_argument("--teacher", nargs="+", default=["musicnn.mtat", "musicnn_vgg.mtat"])
+    te.add_argument("--threads", type=int, default=2)
+    te.add_argument("--json", default=None, help="write the full result to this file")
+    te.add_argument("--markdown", default=None, help="write the table to this file")
 
     sy = sub.add_parser("synthetic", help="write a small synthetic MTAT to try the pipeline")
     sy.add_argument("--out", required=True)
@@ -147,6 +172,25 @@ def main(argv: list[str] | None = None) -> int:
             card = _read(args.card, "--card") if args.card else None
             extra = json.loads(_read(args.provenance, "--provenance")) if args.provenance else None
             print(f"wrote {export_run(args.run, args.out, model_card=card, extra_provenance=extra)}")
+        elif args.command == "corpus":
+            from .corpus.build import build_corpus
+
+            path = build_corpus(args.dest, jobs_n=args.jobs, max_track_sec=args.max_track_sec,
+                                midi_n=args.midi_n, sung_n=args.sung_n, only=args.only,
+                                extra_packages=args.packages, skip_apt=args.skip_apt,
+                                cache=args.cache,
+                                log=lambda *a: print(*a, flush=True))
+            print(f"wrote {path}")
+        elif args.command == "teachers":
+            from .teachers import evaluate_teachers, format_table
+
+            result = evaluate_teachers(args.work, tuple(args.teacher), threads=args.threads)
+            print(format_table(result))
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(result, f, indent=1)
+            if args.markdown:
+                Path(args.markdown).write_text(format_table(result) + "\n")
         elif args.command == "synthetic":
             from .data.synthetic import make_mtat
 

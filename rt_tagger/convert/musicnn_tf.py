@@ -4,7 +4,8 @@
     python -m rt_tagger.convert.musicnn_tf --wheel musicnn-0.1.0-py3-none-any.whl --out rt_tagger/weights/
     python -m rt_tagger.convert.musicnn_tf --download --out rt_tagger/weights/
 
-writes ``musicnn_mtat.safetensors`` (MTT_musicnn) and ``musicnn_msd.safetensors`` (MSD_musicnn).
+writes ``musicnn_mtat.safetensors`` (MTT_musicnn), ``musicnn_msd.safetensors`` (MSD_musicnn) and,
+through :mod:`.musicnn_vgg_tf`, ``musicnn_vgg_mtat.safetensors`` (MTT_vgg).
 """
 from __future__ import annotations
 
@@ -135,8 +136,12 @@ def _conversion_date() -> str:
     return when.date().isoformat()
 
 
-def provenance(model: str, wheel: str | os.PathLike, wheel_sha256: str) -> dict:
+def provenance(model: str, wheel: str | os.PathLike, wheel_sha256: str, spec: dict | None = None) -> dict:
+    """Provenance record of checkpoint ``model`` of the wheel; ``spec`` defaults to ``MODELS[model]``
+    (:mod:`.musicnn_vgg_tf` passes its own)."""
     import zipfile
+
+    spec = MODELS[model] if spec is None else spec
 
     with zipfile.ZipFile(wheel) as z:
         result = z.read(f"musicnn/{model}/experiment.result").decode("utf-8", errors="replace").strip()
@@ -149,8 +154,8 @@ def provenance(model: str, wheel: str | os.PathLike, wheel_sha256: str) -> dict:
                  "audio tagging', ISMIR 2019 late-breaking/demo, arXiv:1909.06654",
         "licence": "ISC",
         "copyright": LICENSE_LINE,
-        "dataset": MODELS[model]["dataset"],
-        "metrics": MODELS[model]["metrics"],
+        "dataset": spec["dataset"],
+        "metrics": spec["metrics"],
         "published_result": result,
         "conversion": "weights copied unchanged (fp32); TF kernels transposed to PyTorch layout",
         "command": f"python -m rt_tagger.convert.musicnn_tf --wheel {WHEEL_NAME} --out rt_tagger/weights/",
@@ -195,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             wheel = download_wheel(tmp) if args.download else Path(args.wheel)
             if not wheel.is_file():
                 raise ModelError(f"wheel not found: {wheel}")
-            for path in convert(wheel, args.out):
+            from .musicnn_vgg_tf import convert_vgg
+
+            for path in [*convert(wheel, args.out), *convert_vgg(wheel, args.out)]:
                 print(f"wrote {path}")
     except RtTaggerError as e:
         print(f"musicnn_tf: {e}", file=sys.stderr)

@@ -24,7 +24,7 @@ def _pyav(path: Path) -> tuple[np.ndarray, int]:
         if not container.streams.audio:
             raise AudioFileError(f"{path}: no audio stream")
         stream = container.streams.audio[0]
-        rate = int(stream.rate or stream.codec_context.sample_rate)
+        rate = int(stream.codec_context.sample_rate or getattr(stream, "rate", 0) or 0)
         # Planar float, channels and rate kept: the downmix (channel mean, like the soundfile
         # path; FFmpeg's own mono rematrix adds +3 dB) and soxr resampling happen below.
         resampler = av.AudioResampler(format="fltp")

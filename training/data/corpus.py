@@ -1,5 +1,5 @@
-"""The real-audio corpus of ``build_corpus.sh`` (Debian game soundtracks, music on hold, drum
-demos, FluidSynth renders of public-domain scores, speech): ``ROOT/manifest.csv`` plus wav files.
+"""The real-audio corpus that ``python -m rt_tagger.training corpus DEST`` builds (Debian game
+soundtracks, music on hold, drum demos, FluidSynth renders of public-domain scores, speech): ``ROOT/manifest.csv`` plus wav files.
 
 Distillation data, so unlabelled (the teacher labels it). Validation and test hold out **whole
 sources**, never chunks of a file that also trains:
@@ -36,7 +36,7 @@ def read_manifest(root: str | Path) -> list[dict[str, str]]:
     path = Path(root) / "manifest.csv"
     if not path.is_file():
         raise DatasetError(f"corpus {root}: no manifest.csv (build it with "
-                           "build_corpus.sh DEST, see docs/training.md)")
+                           "python -m rt_tagger.training corpus DEST, see docs/training.md)")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or "path" not in rows[0] or "source" not in rows[0]:

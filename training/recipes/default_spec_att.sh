@@ -4,7 +4,9 @@
 #
 #   bash training/recipes/default_spec_att.sh CORPUS WORK
 #
-# CORPUS: a corpus built by build_corpus.sh (manifest.csv + 16 kHz wav; see docs/training.md).
+# CORPUS: the corpus folder (manifest.csv + 16 kHz wav; see docs/training.md). Step 0 builds
+#         it with `python -m rt_tagger.training corpus CORPUS` unless it is complete already
+#         (needs root for apt-get, or the tools installed and PYTHON's training extra).
 # WORK:   prepared data, teacher cache, runs and the comparison report go here.
 # On a 2-core CPU the two students train side by side, one core each (about 90 minutes with
 # the settings below); every step is resumable: run the same command again after a stop.
@@ -14,6 +16,9 @@ WORK=${2:?usage: default_spec_att.sh CORPUS WORK}
 PY=${PYTHON:-python}
 T="$PY -m rt_tagger.training"
 mkdir -p "$WORK"
+
+# 0. the corpus: Debian soundtracks, FluidSynth renders, singing, speech (resumable)
+[ -f "$CORPUS/.built" ] || $T corpus "$CORPUS" --jobs 2
 
 # 1. decode once: the student's log-mel, the teacher's log-mel, 16 kHz audio for augmentation
 $T prepare --dataset corpus --root "$CORPUS" --out "$WORK/prepared" \
