@@ -1,26 +1,22 @@
 """Convert musicnn's VGG baseline (``MTT_vgg``, TensorFlow 1 checkpoint in the PyPI wheel
 ``musicnn==0.1.0``) into an rt-tagger checkpoint, without TensorFlow.
 
-    python -m rt_tagger.convert.musicnn_vgg_tf --wheel musicnn-0.1.0-py3-none-any.whl --out rt_tagger/weights/
+    python -m rt_tagger.convert.musicnn_tf --wheel musicnn-0.1.0-py3-none-any.whl --out rt_tagger/weights/
 
-writes ``musicnn_vgg_mtat.safetensors``. ``python -m rt_tagger.convert.musicnn_tf`` writes it too,
-with the two musicnn checkpoints. (The wheel's ``MSD_vgg`` directory holds no checkpoint: musicnn
-0.1.0 says "still training".)
+writes ``musicnn_vgg_mtat.safetensors`` (:func:`convert_vgg`) with the two musicnn checkpoints.
+(The wheel's ``MSD_vgg`` directory holds no checkpoint: musicnn 0.1.0 says "still training".)
 """
 from __future__ import annotations
 
-import argparse
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import ModelError, RtTaggerError
+from ..errors import ModelError
 from ..models.musicnn import MTT_TAGS
 from ..models.musicnn_vgg import MusicnnVGG
-from .musicnn_tf import WHEEL_NAME, _sha256, download_wheel, provenance
+from .musicnn_tf import _sha256, provenance
 from .tf_checkpoint import read_tf_checkpoint
 
 #: output file, tag list, published test-set metrics (``musicnn/MTT_vgg/experiment.result``).
@@ -106,28 +102,3 @@ def convert_vgg(wheel: str | Path, out_dir: str | Path) -> list[Path]:
                        "log10(1 + 10000 * mel).",
         ))
     return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rt_tagger.convert.musicnn_vgg_tf",
-                                     description=__doc__.split("\n\n")[0])
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--wheel", help=f"path of {WHEEL_NAME}")
-    src.add_argument("--download", action="store_true", help="pip download musicnn==0.1.0 first")
-    parser.add_argument("--out", required=True, help="output directory (e.g. rt_tagger/weights/)")
-    args = parser.parse_args(argv)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            wheel = download_wheel(tmp) if args.download else Path(args.wheel)
-            if not wheel.is_file():
-                raise ModelError(f"wheel not found: {wheel}")
-            for path in convert_vgg(wheel, args.out):
-                print(f"wrote {path}")
-    except RtTaggerError as e:
-        print(f"musicnn_vgg_tf: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
