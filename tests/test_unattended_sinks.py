@@ -226,16 +226,21 @@ def test_a_file_output_comes_back_when_the_disk_has_room_again(small_disk):
     assert g.failed and len(seen) == 1 and "No space left" in seen[0]
     assert outputs.lost_line().startswith("rt-tagger: output lost: jsonl")
     (small_disk / "ballast").unlink()
+    fill(small_disk, leave=8192)  # room for a line or two, not for a working log: no flapping
+    time.sleep(0.6)
+    outputs.handle(dict(msg, t=6.5, tags=["x"]))  # a small line that would fit
+    assert g.failed and len(seen) == 1, seen
+    (small_disk / "ballast").unlink()
     outputs.handle(dict(msg, t=7.0))  # too early for the next retry: missed
     time.sleep(0.6)
     outputs.handle(dict(msg, t=9.0))
     assert not g.failed
-    assert len(seen) == 2 and "writing again (7 message(s) lost" in seen[1], seen
+    assert len(seen) == 2 and "writing again (8 message(s) lost" in seen[1], seen
     ev = outputs.events[-1]
     validate_message(ev)
-    assert ev["event"] == "sink_recovered" and ev["lost"] == 7 and ev["sink"] == "jsonl"
+    assert ev["event"] == "sink_recovered" and ev["lost"] == 8 and ev["sink"] == "jsonl"
     outputs.close()
     msgs = lines_of(out)  # whole lines: the first status, then t = 9 and the recovery event
     assert [m.get("t") for m in msgs if m["type"] == "status"] == [0.0, 9.0]
     assert msgs[-1]["event"] == "sink_recovered"
-    assert "recovered, 7 message(s) missed" in outputs.lost_line()
+    assert "recovered, 8 message(s) missed" in outputs.lost_line()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Callable
@@ -31,6 +32,18 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+#: Free space a file output's disk needs before it is reopened (a few pages: a disk kept full
+#: would otherwise flap between sink_error and sink_recovered on every retry).
+MIN_FREE_BYTES = 16384
+
+
+def _has_room(target: str) -> bool:
+    try:
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(target)) or ".").free >= MIN_FREE_BYTES
+    except OSError:
+        return True  # cannot tell: let the reopen itself decide
 
 
 def _mute_stdout() -> None:
@@ -101,6 +114,8 @@ class GuardedSink:
         if self.reopen is None or self._finished or time.monotonic() < self._retry_at:
             return None
         self._retry_at = time.monotonic() + self.retry_s
+        if not _has_room(self.target):  # a disk at its limit would take one line and fail again
+            return None
         try:
             sink = self.reopen()
             deliver = getattr(sink, "handle", None) or sink.write
