@@ -5,8 +5,8 @@
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["logmel", "logmel_accuracy", "models", "distill", "musicnn_vs_tf", "stream", "sources",
-         "interpret_contribution"]
+ORDER = ["logmel", "logmel_accuracy", "models", "distill", "teachers", "musicnn_vs_tf", "stream",
+         "tag_file_memory", "sources", "chaos", "chaos_short", "triton", "interpret_contribution"]
 HEADER = """# Benchmarks
 
 Measured on this project's 2-core, 24 GB development machine (no GPU), which is shared: other
