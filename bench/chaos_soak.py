@@ -454,9 +454,10 @@ def main() -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
-        (args.out.with_suffix(".json")).write_text(json.dumps(
-            {k: v for k, v in r.items() if k in ("samples", "states", "summaries", "sink_events")},
-            default=str, indent=1))
+        raw = Path(tempfile.gettempdir()) / f"{args.out.stem}.json"  # the samples, not committed
+        raw.write_text(json.dumps({k: v for k, v in r.items()
+                                   if k in ("samples", "states", "summaries", "sink_events")},
+                                  default=str, indent=1))
     return 0 if not r["crashed"] and r["rc"] != "hung" else 1
 
 
