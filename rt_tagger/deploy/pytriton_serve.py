@@ -100,13 +100,22 @@ class ServerHandle:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
 
     def stop(self) -> None:
+        """SIGTERM to the server's whole process group (PyTriton's tritonserver child too),
+        then SIGKILL if it has not ended within 30 s."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            _signal_group(self.proc, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                _signal_group(self.proc, signal.SIGKILL)
                 self.proc.wait()
+        else:
+            _signal_group(self.proc, signal.SIGKILL)  # children left behind by a dead server
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -143,14 +152,24 @@ def start_server(models: dict[str, str | os.PathLike[str]], *, host: str = "127.
                "--http-port", str(http_port), "--grpc-port", str(grpc_port),
                "--max-batch", str(max_batch), "--max-queue-size", str(max_queue_size)] + (["--threads", str(threads)] if threads else [])
         env = {**os.environ, "PYTHONPATH": str(link.parent)}
-        with open(logfile, "wb") as log:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, cwd=tmp)
-        handle = ServerHandle(proc, http_port, grpc_port, host, dict(models), logfile)
+        # A server that has not come up within half the time is stopped (its whole process
+        # group) and started once more: a tritonserver start can stall on a busy machine.
+        for attempt in (1, 2):
+            with open(logfile, "wb") as log:
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, cwd=tmp,
+                                        start_new_session=True)
+            handle = ServerHandle(proc, http_port, grpc_port, host, dict(models), logfile)
+            if _wait_ready(proc, timeout / 2) is not None:
+                break
+            tail = handle.log()[-3000:]
+            handle.stop()
+            time.sleep(0.5)  # the ready-reader thread sees EOF and ends before its pipe closes
+            if proc.stdout is not None:
+                proc.stdout.close()
+            if attempt == 2:
+                raise RuntimeError(f"PyTriton server not ready after two tries of {timeout / 2:.0f} s "
+                                   f"(exit status {proc.poll()}); log tail:\n{tail}")
         try:
-            ready = _wait_ready(proc, timeout)
-            if ready is None:
-                raise RuntimeError(f"PyTriton server not ready after {timeout:.0f} s "
-                                   f"(exit status {proc.poll()}); log tail:\n{handle.log()[-3000:]}")
             yield handle
         finally:
             handle.stop()
