@@ -96,16 +96,26 @@ def load_tf_musicnn(wheel: str | os.PathLike, model: str) -> MusiCNN:
     """Build :class:`MusiCNN` (eval mode) with the weights of ``model`` read from the wheel."""
     if model not in MODELS:
         raise ModelError(f"unknown musicnn checkpoint {model!r}; known: {', '.join(MODELS)}")
+    return load_wheel_weights(MusiCNN(n_tags=len(MODELS[model]["tags"])), wheel, model,
+                              state_dict_from_tf, "musicnn")
+
+
+def load_wheel_weights(net: torch.nn.Module, wheel: str | os.PathLike, model: str, to_state,
+                       what: str, *, all_used: bool = False) -> torch.nn.Module:
+    """Fill ``net`` (eval mode) from checkpoint ``musicnn/<model>/`` of the wheel, through
+    ``to_state`` (TF variables -> state dict). Every weight must be filled with its own shape;
+    ``all_used``: every checkpoint variable (optimizer slots aside) must be used too."""
     tf = read_tf_checkpoint(f"musicnn/{model}/", archive=wheel,
                             include=lambda n: not n.endswith(("/Adam", "/Adam_1", "_power")))
-    net = MusiCNN(n_tags=len(MODELS[model]["tags"]))
-    state = state_dict_from_tf(tf)
+    state = to_state(tf)
     expected = {k for k in net.state_dict() if not k.endswith("num_batches_tracked")}
-    if set(state) != expected:
-        raise ModelError(f"musicnn weight mapping mismatch: {sorted(set(state) ^ expected)}")
+    if set(state) != expected or (all_used and len(tf) != len(state)):
+        raise ModelError(f"{what} weight mapping mismatch: {sorted(set(state) ^ expected)}; "
+                         f"{len(tf)} checkpoint variables for {len(state)} weights")
     for k, v in net.state_dict().items():
         if k in state and tuple(v.shape) != tuple(state[k].shape):
-            raise ModelError(f"musicnn weight {k!r}: checkpoint shape {tuple(state[k].shape)}, model {tuple(v.shape)}")
+            raise ModelError(f"{what} weight {k!r}: checkpoint shape {tuple(state[k].shape)}, "
+                             f"model {tuple(v.shape)}")
     net.load_state_dict(state, strict=False)
     return net.eval()
 

@@ -16,8 +16,7 @@ import torch
 from ..errors import ModelError
 from ..models.musicnn import MTT_TAGS
 from ..models.musicnn_vgg import MusicnnVGG
-from .musicnn_tf import _sha256, provenance
-from .tf_checkpoint import read_tf_checkpoint
+from .musicnn_tf import _sha256, load_wheel_weights, provenance
 
 #: output file, tag list, published test-set metrics (``musicnn/MTT_vgg/experiment.result``).
 VGG_MODELS = {
@@ -64,20 +63,8 @@ def load_tf_vgg(wheel: str | Path, model: str = "MTT_vgg") -> MusicnnVGG:
     """Build :class:`MusicnnVGG` (eval mode) with the weights of ``model`` read from the wheel."""
     if model not in VGG_MODELS:
         raise ModelError(f"unknown musicnn vgg checkpoint {model!r}; known: {', '.join(VGG_MODELS)}")
-    tf = read_tf_checkpoint(f"musicnn/{model}/", archive=wheel,
-                            include=lambda n: not n.endswith(("/Adam", "/Adam_1", "_power")))
-    net = MusicnnVGG(n_tags=len(VGG_MODELS[model]["tags"]))
-    state = state_dict_from_tf(tf)
-    expected = {k for k in net.state_dict() if not k.endswith("num_batches_tracked")}
-    if set(state) != expected or len(tf) != len(state):  # every variable used, every weight filled
-        raise ModelError(f"musicnn vgg weight mapping mismatch: {sorted(set(state) ^ expected)}; "
-                         f"{len(tf)} checkpoint variables for {len(state)} weights")
-    for k, v in net.state_dict().items():
-        if k in state and tuple(v.shape) != tuple(state[k].shape):
-            raise ModelError(f"musicnn vgg weight {k!r}: checkpoint shape {tuple(state[k].shape)}, "
-                             f"model {tuple(v.shape)}")
-    net.load_state_dict(state, strict=False)
-    return net.eval()
+    return load_wheel_weights(MusicnnVGG(n_tags=len(VGG_MODELS[model]["tags"])), wheel, model,
+                              state_dict_from_tf, "musicnn vgg", all_used=True)
 
 
 def convert_vgg(wheel: str | Path, out_dir: str | Path) -> list[Path]:
