@@ -1,4 +1,4 @@
-"""``python -m rt_tagger.training {prepare,train,distill,teacher-cache,evaluate,compare,curves,export,corpus,teachers,synthetic} ...``"""
+"""``python -m rt_tagger.training {prepare,train,distill,teacher-cache,body-cache,distill-body,evaluate,compare,curves,export,corpus,teachers,synthetic} ...``"""
 from __future__ import annotations
 
 import argparse
@@ -40,6 +40,24 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--model-args", type=json.loads, default={},
                     help="the student's arguments (JSON), as given to distill")
     tc.add_argument("--threads", type=int, default=0)
+
+    bc = sub.add_parser("body-cache", help="a musicnn teacher's body outputs and logits on "
+                                           "clean, augmented and probe chunks (musicnn_att students)")
+    bc.add_argument("--teacher", default="musicnn.mtat", help="a musicnn registry name or checkpoint")
+    bc.add_argument("--data", required=True, help="prepared directory with the teacher's log-mel "
+                                                  "and raw audio")
+    bc.add_argument("--out", required=True, help="cache directory")
+    bc.add_argument("--workers", type=int, default=2, help="processes, one thread each")
+    bc.add_argument("--aug-fraction", type=float, default=0.5,
+                    help="augmented chunks per clean training chunk")
+    bc.add_argument("--probes", type=int, default=480, help="synthetic non-music chunks")
+    bc.add_argument("--seed", type=int, default=0)
+
+    db = sub.add_parser("distill-body", help="train a musicnn_att student's attention back-end "
+                                             "on a body cache")
+    from .body_distill import add_arguments as _body_args
+
+    _body_args(db)
 
     ev = sub.add_parser("evaluate", help="song-level metrics of a model on a prepared dataset")
     ev.add_argument("--model", required=True, help="registry name or checkpoint path")
@@ -138,6 +156,17 @@ def main(argv: list[str] | None = None) -> int:
             cache = build_for(args.teacher, args.data, args.model, args.model_args,
                               threads=args.threads)
             print(f"teacher outputs on a {cache.stride}-frame grid: {cache.dir}")
+        elif args.command == "body-cache":
+            from .body_cache import build_body_cache
+
+            counts = build_body_cache(args.data, args.out, teacher=args.teacher,
+                                      workers=args.workers, aug_fraction=args.aug_fraction,
+                                      n_probes=args.probes, seed=args.seed)
+            print(f"body cache in {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        elif args.command == "distill-body":
+            from .body_distill import distill_body, from_args
+
+            print(f"wrote {distill_body(from_args(args))}")
         elif args.command == "evaluate":
             from .evaluate import evaluate, format_table, public
 

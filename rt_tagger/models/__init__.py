@@ -14,7 +14,7 @@ __all__ = list(registry.__all__)
 
 # Architecture modules register themselves on import. A module that does not exist yet is
 # skipped; any other import error inside an existing module propagates.
-for _mod in ("spec_att", "raw", "q2l", "short_res", "musicnn", "musicnn_vgg"):
+for _mod in ("spec_att", "raw", "q2l", "short_res", "musicnn", "musicnn_vgg", "musicnn_att"):
     try:
         importlib.import_module(f"{__name__}.{_mod}")
     except ModuleNotFoundError as _exc:

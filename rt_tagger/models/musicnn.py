@@ -110,7 +110,53 @@ class MidEndLayer(nn.Module):
         return self.bn(F.relu(self.conv(x)))
 
 
-class MusiCNN(nn.Module):
+class MusicnnBody(nn.Module):
+    """musicnn's input batch norm, front-end and mid-end: log-mel ``(B, T, n_mels)`` ->
+    ``(B, n_features, T)`` (753 channels: 561 front-end + 3 x 64 mid-end), time preserved.
+
+    Shared by :class:`MusiCNN` (which pools it) and :class:`~.musicnn_att.MusicnnAtt` (which
+    attends over it); the attribute names are the checkpoint's tensor names."""
+
+    def __init__(self, n_mels: int, frontend_scale: float = 1.6, midend_filters: int = 64):
+        super().__init__()
+        self.n_mels = n_mels
+        n_timbral, n_temporal = int(frontend_scale * 128), int(frontend_scale * 32)
+        self.input_bn = _bn2d(1)
+        self.timbral = nn.ModuleList(
+            FrontEndBranch(n_timbral, (7, int(share * n_mels)), (3, 3)) for share in (0.4, 0.7)
+        )
+        # TF 'same' for an even kernel k: (k-1)//2 frames before, the rest after
+        self.temporal = nn.ModuleList(
+            FrontEndBranch(n_temporal, (k, 1), ((k - 1) // 2, k - 1 - (k - 1) // 2)) for k in (128, 64, 32)
+        )
+        n_front = 2 * n_timbral + 3 * n_temporal
+        self.midend = nn.ModuleList(
+            MidEndLayer(c, midend_filters) for c in (n_front, midend_filters, midend_filters)
+        )
+        self.n_features = n_front + 3 * midend_filters
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() != 3 or x.shape[2] != self.n_mels or x.shape[1] < 1:
+            raise ConfigError(
+                f"musicnn expects log-mel of shape (batch, frames, {self.n_mels}), got {tuple(x.shape)}"
+            )
+
+    def _body(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every stage of the body, channels-first; ``mid`` is the concatenation."""
+        self._check(x)
+        x = self.input_bn(x.unsqueeze(1))  # (B, 1, T, F)
+        timbral = [branch(x) for branch in self.timbral]
+        temporal = [branch(x) for branch in self.temporal]
+        front = torch.cat(timbral + temporal, dim=1)  # (B, 561, T)
+        cnn1 = self.midend[0](front)
+        cnn2 = self.midend[1](cnn1) + cnn1
+        cnn3 = self.midend[2](cnn2) + cnn2
+        return {"timbral": torch.cat(timbral, dim=1), "temporal": torch.cat(temporal, dim=1),
+                "cnn1": cnn1, "cnn2": cnn2, "cnn3": cnn3,
+                "mid": torch.cat([front, cnn1, cnn2, cnn3], dim=1)}  # (B, 753, T)
+
+
+class MusiCNN(MusicnnBody):
     """musicnn tagger. Input ``(batch, frames, n_mels)`` log-mel (``log10(1 + 10000 * mel)``),
     output ``(batch, n_tags)`` logits. Trained on 187-frame patches (3 s at 16 kHz, hop 256),
     but any length >= 1 frame is accepted (the back-end pools globally over time)."""
@@ -127,56 +173,33 @@ class MusiCNN(nn.Module):
         midend_filters: int = 64,
         backend_units: int = 200,
     ):
-        super().__init__()
         if n_tags < 1 or n_mels < 3 or input_length < 1 or midend_filters < 1 or backend_units < 1:
             raise ConfigError(
                 f"invalid musicnn arguments: n_tags={n_tags}, n_mels={n_mels}, input_length={input_length}, "
                 f"midend_filters={midend_filters}, backend_units={backend_units}"
             )
-        self.n_tags, self.n_mels, self.input_length = n_tags, n_mels, input_length
-        n_timbral, n_temporal = int(frontend_scale * 128), int(frontend_scale * 32)
-        self.input_bn = _bn2d(1)
-        self.timbral = nn.ModuleList(
-            FrontEndBranch(n_timbral, (7, int(share * n_mels)), (3, 3)) for share in (0.4, 0.7)
-        )
-        # TF 'same' for an even kernel k: (k-1)//2 frames before, the rest after
-        self.temporal = nn.ModuleList(
-            FrontEndBranch(n_temporal, (k, 1), ((k - 1) // 2, k - 1 - (k - 1) // 2)) for k in (128, 64, 32)
-        )
-        n_front = 2 * n_timbral + 3 * n_temporal
-        self.midend = nn.ModuleList(
-            MidEndLayer(c, midend_filters) for c in (n_front, midend_filters, midend_filters)
-        )
-        n_pool = n_front + 3 * midend_filters
+        super().__init__(n_mels, frontend_scale, midend_filters)
+        self.n_tags, self.input_length = n_tags, input_length
+        n_pool = self.n_features
         self.pool_bn = _bn1d(2 * n_pool)
         self.dense = nn.Linear(2 * n_pool, backend_units)
         self.dense_bn = _bn1d(backend_units)
         self.classifier = nn.Linear(backend_units, n_tags)
 
-    def _check(self, x: torch.Tensor) -> None:
-        if x.dim() != 3 or x.shape[2] != self.n_mels or x.shape[1] < 1:
-            raise ConfigError(
-                f"musicnn expects log-mel of shape (batch, frames, {self.n_mels}), got {tuple(x.shape)}"
-            )
-
     def _run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        self._check(x)
-        x = self.input_bn(x.unsqueeze(1))  # (B, 1, T, F)
-        timbral = [branch(x) for branch in self.timbral]
-        temporal = [branch(x) for branch in self.temporal]
-        front = torch.cat(timbral + temporal, dim=1)  # (B, 561, T)
-        cnn1 = self.midend[0](front)
-        cnn2 = self.midend[1](cnn1) + cnn1
-        cnn3 = self.midend[2](cnn2) + cnn2
-        mid = torch.cat([front, cnn1, cnn2, cnn3], dim=1)  # (B, 753, T)
+        out = self._body(x)
+        mid = out.pop("mid")
         max_pool, mean_pool = mid.amax(dim=2), mid.mean(dim=2)
         pooled = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # TF's interleaved flatten
         penultimate = self.dense_bn(F.relu(self.dense(self.pool_bn(pooled))))
-        return {
-            "timbral": torch.cat(timbral, dim=1), "temporal": torch.cat(temporal, dim=1),
-            "cnn1": cnn1, "cnn2": cnn2, "cnn3": cnn3, "mean_pool": mean_pool, "max_pool": max_pool,
-            "penultimate": penultimate, "logits": self.classifier(penultimate),
-        }
+        return {**out, "mean_pool": mean_pool, "max_pool": max_pool,
+                "penultimate": penultimate, "logits": self.classifier(penultimate), "mid": mid}
+
+    def body_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass: the body output ``(B, T, 753)`` and the logits ``(B, n_tags)`` (what a
+        student sharing this body, :class:`~.musicnn_att.MusicnnAtt`, is trained from)."""
+        out = self._run(x)
+        return out["mid"].transpose(1, 2), out["logits"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (batch, frames, n_mels)`` -> logits ``(batch, n_tags)``."""
@@ -187,7 +210,7 @@ class MusiCNN(nn.Module):
         (B, T, 408)``, ``temporal (B, T, 153)``, ``cnn1..cnn3 (B, T, 64)``, ``mean_pool`` and
         ``max_pool (B, 753)``, ``penultimate (B, 200)``, plus ``logits (B, n_tags)``."""
         out = self._run(x)
-        return {k: v.transpose(1, 2) if v.dim() == 3 else v for k, v in out.items()}
+        return {k: v.transpose(1, 2) if v.dim() == 3 else v for k, v in out.items() if k != "mid"}
 
 
 @register_model("musicnn", logmel=MUSICNN)

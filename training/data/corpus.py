@@ -6,8 +6,8 @@ sources**, never chunks of a file that also trains:
 
 * real recordings (soundtracks, music on hold, stems, drum demos, speech) are grouped by
   ``source`` (one Debian package, one speech corpus); :data:`HELD_OUT` names the held-out ones;
-* score renders are grouped by score (``meta``): the two instrumentations of one piece stay in
-  one split; a score goes to test or valid by a stable hash of its name (~20 % / ~10 %).
+* score renders and sung clips are grouped by score (``meta``): every rendering of one piece
+  stays in one split; a score goes to test or valid by a stable hash of its name (~20 % / ~10 %).
 
 ``ground_truth(root)`` returns the manifest's known tags (rendered instruments, drums, speech)
 for the instrument evaluation of :mod:`training.compare`.
@@ -24,12 +24,13 @@ __all__ = ["HELD_OUT", "RENDER_KINDS", "ground_truth", "group_of", "load_corpus"
 
 #: Whole sources held out from training, picked to span the corpus' styles.
 HELD_OUT = {
-    "test": ("supertuxkart", "widelands", "blobwars", "asterisk_moh", "fof_sectoid",
-             "asterisk_fr", "festival"),
-    "valid": ("hedgewars", "singularity", "asterisk_it"),
+    "test": ("supertuxkart", "widelands", "blobwars", "asterisk_moh", "fof_sectoid", "flare",
+             "pingus", "drascula", "openclonk", "asterisk_fr", "festival"),
+    "valid": ("hedgewars", "singularity", "marsshooter", "xmoto", "asterisk_it"),
 }
 RENDER_KINDS = ("midi_render",)
-_SCORE_SOURCES = ("music21+fluidsynth",)
+_SCORE_SOURCES = ("music21+fluidsynth", "sung_world")  # split by score: a piece's renders and
+# its sung version stay together
 
 
 def read_manifest(root: str | Path) -> list[dict[str, str]]:

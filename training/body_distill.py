@@ -1,0 +1,213 @@
+"""Distil a ``musicnn_att`` student from its musicnn teacher on a body cache.
+
+``python -m rt_tagger.training distill-body --cache CACHE --out RUN [--width 256 ...]``
+
+The student shares the teacher's frozen body (:mod:`rt_tagger.models.musicnn_att`), so training
+only needs the cached body outputs (:mod:`.body_cache`): each step draws a batch of rows from
+the clean, augmented and probe parts, and the back-end learns the teacher's probabilities
+(binary cross-entropy against ``sigmoid(teacher logits)``). AdamW with linear warm-up and
+cosine decay; the validation part (whole held-out sources) is scored every ``--eval-every``
+steps and the best back-end (lowest mean |student - teacher| probability) is kept.
+
+At the end the best back-end and the teacher's body are written as one checkpoint
+(``RUN/model.safetensors``) whose per-tag thresholds say "the teacher at 0.5 would call it":
+on the validation chunks, tag ``k``'s threshold is the one at which the student's decisions
+best agree (F1) with ``teacher probability >= 0.5``; a tag the teacher never calls there keeps
+a threshold no validation chunk reaches (the student's maximum there, at least 0.5).
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rt_tagger.errors import ConfigError
+
+from .body_cache import load_part
+from .metrics import json_safe
+
+__all__ = ["BodyDistillConfig", "calibrate_thresholds", "distill_body"]
+
+
+@dataclass
+class BodyDistillConfig:
+    cache: str = ""
+    out: str = "runs/musicnn_att"
+    width: int = 256
+    layers: int = 2
+    heads: int = 4
+    ffn_dim: int = 0  # 0: 4 x width
+    dropout: float = 0.1
+    steps: int = 20000
+    batch_size: int = 64
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup: int = 500
+    probe_weight: float = 1.0  # sampling weight of a probe row relative to a music row
+    eval_every: int = 1000
+    threads: int = 1
+    seed: int = 0
+
+    def validate(self) -> "BodyDistillConfig":
+        if not self.cache:
+            raise ConfigError("distill-body needs --cache (built by body-cache)")
+        for name in ("width", "layers", "heads", "steps", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"distill-body: {name} must be >= 1")
+        if self.width % self.heads:
+            raise ConfigError(f"distill-body: width {self.width} is not divisible by heads {self.heads}")
+        return self
+
+
+def calibrate_thresholds(student_p: np.ndarray, teacher_p: np.ndarray,
+                         min_positives: int = 5) -> np.ndarray:
+    """Per-tag thresholds on the student's probabilities that best reproduce the teacher's
+    decisions at 0.5 (F1 between ``student >= t`` and ``teacher >= 0.5``), see the module doc."""
+    from .metrics import f1_thresholds
+
+    y = teacher_p >= 0.5
+    out = f1_thresholds(y, student_p, default=0.5)
+    for k in range(y.shape[1]):
+        if y[:, k].sum() < min_positives:
+            out[k] = max(0.5, float(student_p[:, k].max()) + 1e-3) if not y[:, k].any() \
+                else max(0.5, out[k])
+    return out
+
+
+def _rows(cache: str, probe_weight: float) -> tuple[list, np.ndarray, np.ndarray]:
+    """The training parts present (train, aug, probes), their sampling weights, teacher logits."""
+    parts, weights, logits = [], [], []
+    for part in ("train", "aug", "probes"):
+        if not (Path(cache) / part / "index.json").is_file():
+            continue
+        f, lg, _ = load_part(cache, part)
+        parts.append(f)
+        logits.append(lg)
+        weights.append(np.full(len(lg), probe_weight if part == "probes" else 1.0, np.float64))
+    if not parts:
+        raise ConfigError(f"{cache}: no training part in the body cache")
+    return parts, np.concatenate(weights), np.concatenate(logits)
+
+
+def distill_body(cfg: BodyDistillConfig, quiet: bool = False) -> Path:
+    import torch
+    import torch.nn.functional as F
+
+    from rt_tagger.checkpoint import save_checkpoint
+    from rt_tagger.models import create_model
+
+    cfg.validate()
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    rng = np.random.default_rng(cfg.seed)
+    info = json.loads((Path(cfg.cache) / "cache.json").read_text())
+    teacher = create_model(info["teacher"])
+    student = create_model("musicnn_att", width=cfg.width, layers=cfg.layers, heads=cfg.heads,
+                           ffn_dim=cfg.ffn_dim or None, dropout=cfg.dropout,
+                           input_length=info["length"], n_tags=teacher.n_tags)
+    student.load_body(teacher.state_dict())
+    parts, weights, t_logits = _rows(cfg.cache, cfg.probe_weight)
+    offsets = np.cumsum([0] + [len(p) for p in parts])
+    weights /= weights.sum()
+    v_feats, v_logits, _ = load_part(cfg.cache, "valid")
+    v_probs = 1 / (1 + np.exp(-v_logits))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    params = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup)
+                                              * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+
+    def fetch(rows: np.ndarray) -> np.ndarray:
+        rows = np.sort(rows)
+        which = np.searchsorted(offsets, rows, side="right") - 1
+        return np.concatenate([parts[w][rows[which == w] - offsets[w]] for w in np.unique(which)])
+
+    def predict(feats: np.ndarray) -> np.ndarray:
+        student.eval()
+        res = []
+        with torch.inference_mode():
+            for i in range(0, len(feats), 256):
+                x = torch.from_numpy(np.asarray(feats[i:i + 256], np.float32))
+                res.append(torch.sigmoid(student.head(x)).numpy())
+        student.train()
+        return np.concatenate(res)
+
+    log = open(out / "log.csv", "w", newline="")
+    writer = csv.writer(log)
+    writer.writerow(["step", "lr", "train_loss", "valid_mad", "valid_top5", "valid_agree05", "seconds"])
+    best, best_state, t0, run_loss = math.inf, None, time.time(), []
+    student.train()
+    for step in range(1, cfg.steps + 1):
+        rows = np.sort(rng.choice(len(weights), cfg.batch_size, p=weights))
+        x = torch.from_numpy(fetch(rows).astype(np.float32))
+        target = torch.sigmoid(torch.from_numpy(t_logits[rows]))
+        loss = F.binary_cross_entropy_with_logits(student.head(x), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        run_loss.append(float(loss))
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            p = predict(v_feats)
+            mad = float(np.abs(p - v_probs).mean())
+            top5 = _top_overlap(p, v_probs, 5)
+            agree = float(((p >= 0.5) == (v_probs >= 0.5)).mean())
+            writer.writerow([step, f"{sched.get_last_lr()[0]:.3g}", f"{np.mean(run_loss):.5f}",
+                             f"{mad:.5f}", f"{top5:.4f}", f"{agree:.4f}", f"{time.time() - t0:.0f}"])
+            log.flush()
+            if not quiet:
+                print(f"step {step}: loss {np.mean(run_loss):.4f} valid |dp| {mad:.4f} "
+                      f"top-5 {top5:.3f} agree@0.5 {agree:.4f} ({time.time() - t0:.0f} s)", flush=True)
+            run_loss = []
+            if mad < best:
+                best = mad
+                best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
+                torch.save({"step": step, "state": best_state}, out / "best.pt")
+    log.close()
+    student.load_state_dict(best_state)
+    student.eval()
+    p = predict(v_feats)
+    thresholds = calibrate_thresholds(p, v_probs)
+    provenance = json_safe({
+        "source": "rt_tagger.training distill-body", "date": datetime.date.today().isoformat(),
+        "teacher": info["teacher"], "cache": info, "config": asdict(cfg),
+        "best_valid_mad": best, "valid_chunks": int(len(v_probs)),
+        "thresholds": "per tag, the student threshold that best agrees (F1) with the teacher "
+                      "at 0.5 on the validation chunks (whole held-out sources)",
+    })
+    path = save_checkpoint(out / "model.safetensors", student, arch="musicnn_att",
+                           arch_args={"width": cfg.width, "layers": cfg.layers, "heads": cfg.heads,
+                                      "ffn_dim": cfg.ffn_dim or None, "dropout": cfg.dropout,
+                                      "input_length": info["length"], "n_tags": teacher.n_tags},
+                           tags=list(teacher.checkpoint.tags), sample_rate=teacher.checkpoint.sample_rate,
+                           input_kind="logmel", input_length=info["length"],
+                           logmel=teacher.checkpoint.logmel, thresholds=thresholds.tolist(),
+                           provenance=provenance,
+                           model_card=f"musicnn_att distilled from {info['teacher']}")
+    return path
+
+
+def _top_overlap(p: np.ndarray, q: np.ndarray, k: int) -> float:
+    a = np.argsort(-p, axis=1)[:, :k]
+    b = np.argsort(-q, axis=1)[:, :k]
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
+
+
+def add_arguments(parser) -> None:
+    for name, default in asdict(BodyDistillConfig()).items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+
+
+def from_args(ns) -> BodyDistillConfig:
+    return BodyDistillConfig(**{k: getattr(ns, k) for k in asdict(BodyDistillConfig())})
+
