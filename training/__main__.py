@@ -1,4 +1,4 @@
-"""``python -m rt_tagger.training {prepare,train,distill,teacher-cache,body-cache,distill-body,evaluate,compare,curves,export,corpus,teachers,synthetic} ...``"""
+"""``python -m rt_tagger.training {prepare,train,distill,teacher-cache,body-cache,distill-body,report,evaluate,compare,curves,export,corpus,teachers,synthetic} ...``"""
 from __future__ import annotations
 
 import argparse
@@ -52,12 +52,26 @@ def _parser() -> argparse.ArgumentParser:
                     help="augmented chunks per clean training chunk")
     bc.add_argument("--probes", type=int, default=480, help="synthetic non-music chunks")
     bc.add_argument("--seed", type=int, default=0)
+    bc.add_argument("--parts", nargs="+", default=None, choices=["train", "valid", "aug", "probes"],
+                    help="build only these parts (default: all)")
 
     db = sub.add_parser("distill-body", help="train a musicnn_att student's attention back-end "
                                              "on a body cache")
     from .body_distill import add_arguments as _body_args
 
     _body_args(db)
+
+    rp = sub.add_parser("report", help="a student against its teacher as users meet it: held-out "
+                                       "real music, instruments, singing, events, probes")
+    rp.add_argument("--teacher", default="musicnn.mtat")
+    rp.add_argument("--model", required=True, nargs="+", help="student checkpoint(s) or names")
+    rp.add_argument("--data", required=True, help="prepared corpus (test split)")
+    rp.add_argument("--corpus", required=True, help="corpus root (manifest.csv)")
+    rp.add_argument("--work", required=True, help="folder for clip sets, probes and excerpts")
+    rp.add_argument("--threads", type=int, default=1)
+    rp.add_argument("--skip", nargs="*", default=[], choices=["songs", "sung", "instruments", "cli"])
+    rp.add_argument("--json", default=None)
+    rp.add_argument("--markdown", default=None)
 
     ev = sub.add_parser("evaluate", help="song-level metrics of a model on a prepared dataset")
     ev.add_argument("--model", required=True, help="registry name or checkpoint path")
@@ -161,12 +175,24 @@ def main(argv: list[str] | None = None) -> int:
 
             counts = build_body_cache(args.data, args.out, teacher=args.teacher,
                                       workers=args.workers, aug_fraction=args.aug_fraction,
-                                      n_probes=args.probes, seed=args.seed)
+                                      n_probes=args.probes, seed=args.seed,
+                                      **({"parts": tuple(args.parts)} if args.parts else {}))
             print(f"body cache in {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         elif args.command == "distill-body":
             from .body_distill import distill_body, from_args
 
             print(f"wrote {distill_body(from_args(args))}")
+        elif args.command == "report":
+            from .report import format_report, report
+
+            result = report(args.teacher, args.model, args.data, args.corpus, args.work,
+                            threads=args.threads, skip=tuple(args.skip))
+            text = format_report(result)
+            print(text)
+            if args.json:
+                Path(args.json).write_text(json.dumps(result, indent=1))
+            if args.markdown:
+                Path(args.markdown).write_text(text + "\n")
         elif args.command == "evaluate":
             from .evaluate import evaluate, format_table, public
 

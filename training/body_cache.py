@@ -34,7 +34,7 @@ from rt_tagger.errors import RtTaggerError
 from .data.dataset import Prepared, chunk_starts
 from .progress import Progress
 
-__all__ = ["PARTS", "build_body_cache", "load_part", "probe_signal"]
+__all__ = ["PARTS", "build_body_cache", "load_part", "part_complete", "probe_signal"]
 
 PARTS = ("train", "valid", "aug", "probes")
 SR = 16000
@@ -67,8 +67,9 @@ def probe_signal(k: int, n: int, sr: int = SR) -> np.ndarray:
     return np.clip(y, -1, 1).astype(np.float32)
 
 
-def _plan(prep: Prepared, length: int, aug_fraction: float, n_probes: int, seed: int) -> dict[str, list[tuple[int, int]]]:
-    logmel = prep.features(prep_logmel(prep))
+def _plan(prep: Prepared, config, length: int, aug_fraction: float, n_probes: int,
+          seed: int) -> dict[str, list[tuple[int, int]]]:
+    logmel = prep.features(config)
     rng = np.random.default_rng(seed)
     plan: dict[str, list[tuple[int, int]]] = {p: [] for p in PARTS}
     for split in ("train", "valid"):
@@ -84,17 +85,6 @@ def _plan(prep: Prepared, length: int, aug_fraction: float, n_probes: int, seed:
     for part in ("aug",):
         rng.shuffle(plan[part])
     return plan
-
-
-def prep_logmel(prep: Prepared):
-    """The prepared log-mel configuration (the teacher's): the one logmel feature in ``prep``."""
-    from rt_tagger.features import LogMelConfig
-
-    specs = [f["logmel"] for f in prep.meta["features"].values() if f["kind"] == "logmel"]
-    if len(specs) != 1:
-        raise RtTaggerError(f"{prep.root}: need exactly one prepared log-mel (the teacher's), "
-                            f"found {len(specs)}")
-    return LogMelConfig(**specs[0])
 
 
 def _augment(y: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -121,10 +111,10 @@ def _worker(args: tuple) -> int:
 
     torch.set_num_threads(1)
     prep = Prepared(root)
-    config = prep_logmel(prep)
+    teacher = create_model(teacher_name).eval()
+    config = teacher.checkpoint.logmel_config
     store = prep.features(config)
     raw = prep.features(None) if part == "aug" else None
-    teacher = create_model(teacher_name).eval()
     mel = LogMel(config)
     hop = config.hop_length
     pdir = Path(out) / part
@@ -177,8 +167,17 @@ def build_body_cache(data: str | os.PathLike, out: str | os.PathLike, *,
     if not hasattr(t, "body_and_logits"):
         raise RtTaggerError(f"teacher {teacher!r} is not a musicnn model (no shared body to cache)")
     n_feat, n_tags = t.n_features, t.n_tags
-    plan = _plan(prep, length, aug_fraction, n_probes, seed)
+    plan = _plan(prep, t.checkpoint.logmel_config, length, aug_fraction, n_probes, seed)
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = out / "cache.json"
+    old = json.loads(meta.read_text())["parts"] if meta.is_file() else {}
+
+    def write_meta(done: dict[str, int]) -> None:
+        meta.write_text(json.dumps({"teacher": teacher, "length": length,
+                                    "parts": {**old, **done}, "data": str(prep.root)}))
+
+    write_meta({})
     counts = {}
     for part in parts:
         rows = plan[part]
@@ -202,15 +201,23 @@ def build_body_cache(data: str | os.PathLike, out: str | os.PathLike, *,
             for n in pool.imap_unordered(_worker, jobs):
                 prog.update(n)
         counts[part] = len(rows)
-    (out / "cache.json").write_text(json.dumps({"teacher": teacher, "length": length,
-                                                "parts": counts, "data": str(prep.root)}))
+        write_meta(counts)
     return counts
+
+
+def part_complete(cache: str | os.PathLike, part: str) -> bool:
+    """Whether every row of ``part`` has been computed (its workers' done counts add up)."""
+    pdir = Path(cache) / part
+    if not (pdir / "index.json").is_file():
+        return False
+    rows = len(json.loads((pdir / "index.json").read_text())["rows"])
+    return sum(int(p.read_text()) for p in pdir.glob("done.*")) == rows
 
 
 def load_part(cache: str | os.PathLike, part: str) -> tuple[np.ndarray, np.ndarray, dict]:
     """``(feats (N, T, C) float16 memmap, logits (N, n_tags), index)`` of one part."""
     pdir = Path(cache) / part
-    if not (pdir / "index.json").is_file():
-        raise RtTaggerError(f"{pdir}: no body cache here (run body-cache first)")
+    if not part_complete(cache, part):
+        raise RtTaggerError(f"{pdir}: no complete body cache here (run body-cache first)")
     return (np.load(pdir / "feats.npy", mmap_mode="r"), np.load(pdir / "logits.npy"),
             json.loads((pdir / "index.json").read_text()))

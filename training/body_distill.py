@@ -29,7 +29,7 @@ import numpy as np
 
 from rt_tagger.errors import ConfigError
 
-from .body_cache import load_part
+from .body_cache import load_part, part_complete
 from .metrics import json_safe
 
 __all__ = ["BodyDistillConfig", "calibrate_thresholds", "distill_body"]
@@ -39,12 +39,13 @@ __all__ = ["BodyDistillConfig", "calibrate_thresholds", "distill_body"]
 class BodyDistillConfig:
     cache: str = ""
     out: str = "runs/musicnn_att"
-    width: int = 256
+    width: int = 128
     layers: int = 2
     heads: int = 4
     ffn_dim: int = 0  # 0: 4 x width
     dropout: float = 0.1
-    steps: int = 20000
+    pool: int = 4  # frames per attention step
+    steps: int = 4000
     batch_size: int = 64
     lr: float = 5e-4
     weight_decay: float = 0.01
@@ -53,11 +54,12 @@ class BodyDistillConfig:
     eval_every: int = 1000
     threads: int = 1
     seed: int = 0
+    init: str = ""  # start from this run's best.pt (e.g. to go on with more cache parts)
 
     def validate(self) -> "BodyDistillConfig":
         if not self.cache:
             raise ConfigError("distill-body needs --cache (built by body-cache)")
-        for name in ("width", "layers", "heads", "steps", "batch_size", "eval_every"):
+        for name in ("width", "layers", "heads", "pool", "steps", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"distill-body: {name} must be >= 1")
         if self.width % self.heads:
@@ -84,7 +86,7 @@ def _rows(cache: str, probe_weight: float) -> tuple[list, np.ndarray, np.ndarray
     """The training parts present (train, aug, probes), their sampling weights, teacher logits."""
     parts, weights, logits = [], [], []
     for part in ("train", "aug", "probes"):
-        if not (Path(cache) / part / "index.json").is_file():
+        if not part_complete(cache, part):
             continue
         f, lg, _ = load_part(cache, part)
         parts.append(f)
@@ -109,10 +111,13 @@ def distill_body(cfg: BodyDistillConfig, quiet: bool = False) -> Path:
     rng = np.random.default_rng(cfg.seed)
     info = json.loads((Path(cfg.cache) / "cache.json").read_text())
     teacher = create_model(info["teacher"])
-    student = create_model("musicnn_att", width=cfg.width, layers=cfg.layers, heads=cfg.heads,
-                           ffn_dim=cfg.ffn_dim or None, dropout=cfg.dropout,
-                           input_length=info["length"], n_tags=teacher.n_tags)
+    arch_args = {"width": cfg.width, "layers": cfg.layers, "heads": cfg.heads,
+                 "ffn_dim": cfg.ffn_dim or None, "dropout": cfg.dropout, "pool": cfg.pool,
+                 "input_length": info["length"], "n_tags": teacher.n_tags}
+    student = create_model("musicnn_att", **arch_args)
     student.load_body(teacher.state_dict())
+    if cfg.init:
+        student.load_state_dict(torch.load(Path(cfg.init), map_location="cpu", weights_only=True)["state"])
     parts, weights, t_logits = _rows(cfg.cache, cfg.probe_weight)
     offsets = np.cumsum([0] + [len(p) for p in parts])
     weights /= weights.sum()
@@ -141,23 +146,25 @@ def distill_body(cfg: BodyDistillConfig, quiet: bool = False) -> Path:
         student.train()
         return np.concatenate(res)
 
-    log = open(out / "log.csv", "w", newline="")
-    writer = csv.writer(log)
-    writer.writerow(["step", "lr", "train_loss", "valid_mad", "valid_top5", "valid_agree05", "seconds"])
     best, best_state, t0, run_loss = math.inf, None, time.time(), []
     student.train()
-    for step in range(1, cfg.steps + 1):
-        rows = np.sort(rng.choice(len(weights), cfg.batch_size, p=weights))
-        x = torch.from_numpy(fetch(rows).astype(np.float32))
-        target = torch.sigmoid(torch.from_numpy(t_logits[rows]))
-        loss = F.binary_cross_entropy_with_logits(student.head(x), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        run_loss.append(float(loss))
-        if step % cfg.eval_every == 0 or step == cfg.steps:
+    with open(out / "log.csv", "w", newline="") as log:
+        writer = csv.writer(log)
+        writer.writerow(["step", "lr", "train_loss", "valid_mad", "valid_top5", "valid_agree05",
+                         "seconds"])
+        for step in range(1, cfg.steps + 1):
+            rows = np.sort(rng.choice(len(weights), cfg.batch_size, p=weights))
+            x = torch.from_numpy(fetch(rows).astype(np.float32))
+            target = torch.sigmoid(torch.from_numpy(t_logits[rows]))
+            loss = F.binary_cross_entropy_with_logits(student.head(x), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            run_loss.append(loss.item())
+            if step % cfg.eval_every and step != cfg.steps:
+                continue
             p = predict(v_feats)
             mad = float(np.abs(p - v_probs).mean())
             top5 = _top_overlap(p, v_probs, 5)
@@ -173,7 +180,6 @@ def distill_body(cfg: BodyDistillConfig, quiet: bool = False) -> Path:
                 best = mad
                 best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
                 torch.save({"step": step, "state": best_state}, out / "best.pt")
-    log.close()
     student.load_state_dict(best_state)
     student.eval()
     p = predict(v_feats)
@@ -186,9 +192,7 @@ def distill_body(cfg: BodyDistillConfig, quiet: bool = False) -> Path:
                       "at 0.5 on the validation chunks (whole held-out sources)",
     })
     path = save_checkpoint(out / "model.safetensors", student, arch="musicnn_att",
-                           arch_args={"width": cfg.width, "layers": cfg.layers, "heads": cfg.heads,
-                                      "ffn_dim": cfg.ffn_dim or None, "dropout": cfg.dropout,
-                                      "input_length": info["length"], "n_tags": teacher.n_tags},
+                           arch_args=arch_args,
                            tags=list(teacher.checkpoint.tags), sample_rate=teacher.checkpoint.sample_rate,
                            input_kind="logmel", input_length=info["length"],
                            logmel=teacher.checkpoint.logmel, thresholds=thresholds.tolist(),

@@ -3,9 +3,11 @@
 The Spec_Att family (Won, Chun & Serra 2019) with the *Spec* front-end replaced by the body of
 musicnn (Pons & Serra 2019): its input batch norm, timbral and temporal front-end and dense
 mid-end, :class:`~.musicnn.MusicnnBody`, which gives 753 channels per frame and keeps time. On
-top, instead of musicnn's global max/mean pooling and dense layers, a linear projection to the
-attention width and the *Att* back-end (:class:`~.attention.AttentionBackend`: [CLS], learned
-positions, BERT encoder layers, linear classifier on [CLS]).
+top, instead of musicnn's global max/mean pooling and dense layers: max and mean pooling over
+``pool`` frames (4 by default: 47 steps of 64 ms for a 3 s chunk; the attention stays
+readable and the back-end costs a quarter), a linear projection of the pooled 2 x 753 channels
+to the attention width, and the *Att* back-end (:class:`~.attention.AttentionBackend`: [CLS],
+learned positions, BERT encoder layers, linear classifier on [CLS]).
 
 So the model tags from the same timbre and rhythm detectors as its teacher ``musicnn.mtat``,
 and its [CLS] attention says which frames it used, as in Spec_Att. The body is loaded from
@@ -13,12 +15,13 @@ and its [CLS] attention says which frames it used, as in Spec_Att. The body is l
 gradients, so a student can be trained on cached body outputs (see
 ``rt_tagger.training.body_cache``) and only the back-end (~1 M parameters) learns.
 
-Time map: body step ``t`` is input frame ``t`` (musicnn keeps time with 'same' padding), so
-attention index ``t + 1`` (after [CLS]) is frame ``t``.
+Time map: musicnn keeps time ('same' padding), so attention index ``t + 1`` (after [CLS]) is
+input frames ``[pool * t, pool * (t + 1))`` (the last step may hold fewer frames).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
@@ -37,26 +40,28 @@ class MusicnnAtt(MusicnnBody):
     """``forward(x (B, frames, n_mels), return_attention=False, cls_attention=None)`` ->
     logits ``(B, n_tags)`` (or ``(logits, attn)``, ``attn (B, layers, heads, T+1, T+1)``).
 
-    :meth:`body_features` gives the body's output ``(B, T, 753)`` and :meth:`head` runs the
-    back-end on it, so that ``head(body_features(x)) == forward(x)``.
+    :meth:`body_features` gives the body's output ``(B, T, 753)`` and :meth:`head` pools and
+    runs the back-end on it, so that ``head(body_features(x)) == forward(x)``.
     """
 
     input_kind = "logmel"
 
     def __init__(self, *, n_tags: int = 50, n_mels: int = 96, input_length: int = 187,
-                 width: int = 256, layers: int = 2, heads: int = 4, ffn_dim: int | None = None,
-                 dropout: float = 0.1, train_body: bool = False) -> None:
+                 width: int = 128, layers: int = 2, heads: int = 4, ffn_dim: int | None = None,
+                 dropout: float = 0.1, pool: int = 4, train_body: bool = False) -> None:
         for name, v in (("n_tags", n_tags), ("n_mels", n_mels), ("input_length", input_length),
-                        ("width", width), ("heads", heads)):
+                        ("width", width), ("heads", heads), ("pool", pool)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"musicnn_att: {name} must be a positive integer, got {v!r}")
         if n_mels < 3:
             raise ConfigError(f"musicnn_att: n_mels must be >= 3, got {n_mels}")
         super().__init__(n_mels)
         self.n_tags, self.input_length, self.train_body = n_tags, input_length, bool(train_body)
-        self.project = nn.Linear(self.n_features, width)
+        self.pool = pool
+        self.n_steps = -(-input_length // pool)
+        self.project = nn.Linear(2 * self.n_features, width)
         self.backend = AttentionBackend(width=width, layers=layers, heads=heads,
-                                        max_steps=input_length, n_tags=n_tags, dropout=dropout,
+                                        max_steps=self.n_steps, n_tags=n_tags, dropout=dropout,
                                         ffn_dim=ffn_dim)
         if not self.train_body:
             for p in self._body_parameters():
@@ -75,8 +80,8 @@ class MusicnnAtt(MusicnnBody):
         return self
 
     def time_steps_to_frames(self) -> TimeMap:
-        """Attention index ``t + 1`` (after [CLS]) <-> input frames ``[t, t + 1)``."""
-        return TimeMap(n_steps=self.input_length, hop=1, unit="frames")
+        """Attention index ``t + 1`` (after [CLS]) <-> input frames ``[pool*t, pool*(t+1))``."""
+        return TimeMap(n_steps=self.n_steps, hop=self.pool, unit="frames")
 
     def body_features(self, x: Tensor) -> Tensor:
         """``(B, frames, n_mels)`` log-mel -> ``(B, frames, 753)`` body output."""
@@ -84,8 +89,12 @@ class MusicnnAtt(MusicnnBody):
 
     def head(self, feats: Tensor, return_attention: bool = False,
              cls_attention: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
-        """The trainable part: projection + attention back-end on ``(B, T, 753)``."""
-        return self.backend(self.project(feats), return_attention, cls_attention)
+        """The trainable part on the body output ``(B, T, 753)``: max and mean over ``pool``
+        frames (a shorter last group for ``T`` not divisible by ``pool``), projection, back-end."""
+        x = feats.transpose(1, 2)  # (B, 753, T)
+        pooled = torch.cat([F.max_pool1d(x, self.pool, ceil_mode=True),
+                            F.avg_pool1d(x, self.pool, ceil_mode=True, count_include_pad=False)], dim=1)
+        return self.backend(self.project(pooled.transpose(1, 2)), return_attention, cls_attention)
 
     def forward(self, x: Tensor, return_attention: bool = False,
                 cls_attention: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
@@ -109,10 +118,10 @@ class MusicnnAtt(MusicnnBody):
 
 
 @register_model("musicnn_att", logmel=MUSICNN)
-def musicnn_att(*, n_tags: int = 50, n_mels: int = 96, input_length: int = 187, width: int = 256,
+def musicnn_att(*, n_tags: int = 50, n_mels: int = 96, input_length: int = 187, width: int = 128,
                 layers: int = 2, heads: int = 4, ffn_dim: int | None = None,
-                dropout: float = 0.1, train_body: bool = False) -> MusicnnAtt:
+                dropout: float = 0.1, pool: int = 4, train_body: bool = False) -> MusicnnAtt:
     """musicnn's body + Spec_Att's attention back-end; see :class:`MusicnnAtt`."""
     return MusicnnAtt(n_tags=n_tags, n_mels=n_mels, input_length=input_length, width=width,
-                      layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout,
+                      layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout, pool=pool,
                       train_body=train_body)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Reproduce rt-tagger's embedded default model, musicnn_att.mtat: musicnn's pretrained body
+# (from musicnn.mtat, frozen) with an attention back-end distilled from musicnn.mtat on the
+# real-audio corpus.
+#
+#   bash training/recipes/default_musicnn_att.sh CORPUS WORK
+#
+# CORPUS: the corpus folder (manifest.csv + 16 kHz wav; see docs/training.md). Step 0 builds
+#         it with `python -m rt_tagger.training corpus CORPUS` unless it is complete already
+#         (needs root for apt-get, or the tools installed, and the training extra).
+# WORK:   prepared data, body cache, the run and the report go here.
+# On a 2-core CPU: corpus ~65 min (once), prepare ~1 min, body cache ~25 min (both cores),
+# training ~40 min (one core), report ~20 min. Steps 0-2 resume after a stop; step 3 restarts.
+set -euo pipefail
+CORPUS=${1:?usage: default_musicnn_att.sh CORPUS WORK}
+WORK=${2:?usage: default_musicnn_att.sh CORPUS WORK}
+PY=${PYTHON:-python}
+T="$PY -m rt_tagger.training"
+mkdir -p "$WORK"
+
+# 0. the corpus: Debian soundtracks, FluidSynth renders, singing, speech (resumable)
+[ -f "$CORPUS/.built" ] || $T corpus "$CORPUS" --jobs 2
+
+# 1. decode once: the teacher's log-mel and 16 kHz audio (for the augmented chunks)
+$T prepare --dataset corpus --root "$CORPUS" --out "$WORK/prepared" \
+    --features musicnn.mtat raw --workers 2
+
+# 2. the teacher's body outputs and logits: clean training and validation chunks, augmented
+#    chunks (EQ, room, pitch, stretch, noise, mixes), synthetic non-music probes
+$T body-cache --teacher musicnn.mtat --data "$WORK/prepared" --out "$WORK/bcache" \
+    --workers 2 --aug-fraction 0.2 --probes 480
+
+# 3. the attention back-end (the body stays musicnn.mtat's); thresholds calibrated so that a
+#    tag switches on where the teacher at 0.5 would
+$T distill-body --cache "$WORK/bcache" --out "$WORK/run" --width 128 --layers 2 --heads 4 --pool 4 \
+    --steps 4000 --batch-size 64 --lr 5e-4 --threads 2 --seed 0
+
+# 4. the report card against the teacher (and the previous default) on held-out sources
+$T report --teacher musicnn.mtat --model "$WORK/run/model.safetensors" spec_att.w256 \
+    --data "$WORK/prepared" --corpus "$CORPUS" --work "$WORK/report" \
+    --json "$WORK/report.json" --markdown "$WORK/report.md"
