@@ -167,3 +167,33 @@ def test_body_cache_and_distill_body(prepared, teacher, tmp_path):
     rows = [line.split(",") for line in (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]]
     first, last = float(rows[0][2]), float(rows[-1][2])
     assert last < first  # the back-end learns the teacher (train loss falls)
+
+
+def test_report_song_agreement_and_shared_body(teacher, student):
+    rep = mod("report")
+    t = np.array([[0.9, 0.8, 0.7, 0.6, 0.5, 0.1], [0.1, 0.2, 0.3, 0.4, 0.5, 0.9]])
+    s = np.array([[0.8, 0.9, 0.7, 0.6, 0.1, 0.5], [0.1, 0.2, 0.3, 0.4, 0.5, 0.9]])
+    a = rep.song_agreement(t, s, ["x", "y"])
+    assert a["per_source"]["x"]["top5_overlap"] == pytest.approx(0.8)  # 4 of 5 shared
+    assert a["per_source"]["x"]["same_top1"] == 0.0 and a["per_source"]["y"]["same_top1"] == 1.0
+    assert a["top5_overlap"] == pytest.approx(0.9) and a["mad"] == pytest.approx(np.abs(t - s).mean())
+    assert rep._shares_body(student, teacher)
+    other = create_model("musicnn_att", **SMALL)  # an untrained body (random init)
+    assert not rep._shares_body(other, teacher)
+
+
+def test_completed_rows_of_a_part_stopped_early(tmp_path):
+    import json
+
+    bc = mod("body_cache")
+    part = tmp_path / "aug"
+    part.mkdir()
+    (part / "index.json").write_text(json.dumps({"rows": [[0, i] for i in range(10)]}))
+    assert bc.completed_rows(tmp_path, "aug") == (0, 10)
+    (part / "done.0").write_text("3")  # worker 0 did rows 0, 2, 4
+    (part / "done.1").write_text("2")  # worker 1 did rows 1, 3
+    assert bc.completed_rows(tmp_path, "aug") == (4, 10)
+    assert not bc.part_complete(tmp_path, "aug")
+    (part / "done.0").write_text("5")
+    (part / "done.1").write_text("5")
+    assert bc.completed_rows(tmp_path, "aug") == (10, 10) and bc.part_complete(tmp_path, "aug")

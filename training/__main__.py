@@ -1,4 +1,4 @@
-"""``python -m rt_tagger.training {prepare,train,distill,teacher-cache,body-cache,distill-body,report,evaluate,compare,curves,export,corpus,teachers,synthetic} ...``"""
+"""``python -m rt_tagger.training {prepare,train,distill,teacher-cache,body-cache,distill-body,report,card,evaluate,compare,curves,export,corpus,teachers,synthetic} ...``"""
 from __future__ import annotations
 
 import argparse
@@ -70,8 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--work", required=True, help="folder for clip sets, probes and excerpts")
     rp.add_argument("--threads", type=int, default=1)
     rp.add_argument("--skip", nargs="*", default=[], choices=["songs", "sung", "instruments", "cli"])
+    rp.add_argument("--limit", type=int, default=0, help="about this many clips per set (quick look)")
     rp.add_argument("--json", default=None)
     rp.add_argument("--markdown", default=None)
+
+    mc = sub.add_parser("card", help="write a checkpoint again with its model card and extra "
+                                     "provenance")
+    mc.add_argument("--model", required=True, help="checkpoint (.safetensors)")
+    mc.add_argument("--card", required=True, help="model card (markdown file)")
+    mc.add_argument("--provenance", default=None, help="JSON file merged into the provenance")
+    mc.add_argument("--corpus", default=None, help="corpus root: its per-source record goes into "
+                                                   "provenance.corpus")
+    mc.add_argument("--out", required=True)
 
     ev = sub.add_parser("evaluate", help="song-level metrics of a model on a prepared dataset")
     ev.add_argument("--model", required=True, help="registry name or checkpoint path")
@@ -186,13 +196,22 @@ def main(argv: list[str] | None = None) -> int:
             from .report import format_report, report
 
             result = report(args.teacher, args.model, args.data, args.corpus, args.work,
-                            threads=args.threads, skip=tuple(args.skip))
+                            threads=args.threads, skip=tuple(args.skip), limit=args.limit)
             text = format_report(result)
             print(text)
             if args.json:
                 Path(args.json).write_text(json.dumps(result, indent=1))
             if args.markdown:
                 Path(args.markdown).write_text(text + "\n")
+        elif args.command == "card":
+            from .model_card import write_card
+
+            from .model_card import corpus_record
+
+            extra = json.loads(_read(args.provenance, "--provenance")) if args.provenance else {}
+            if args.corpus:
+                extra["corpus"] = corpus_record(args.corpus)
+            print(f"wrote {write_card(args.model, args.out, _read(args.card, '--card'), extra)}")
         elif args.command == "evaluate":
             from .evaluate import evaluate, format_table, public
 

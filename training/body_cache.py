@@ -34,7 +34,8 @@ from rt_tagger.errors import RtTaggerError
 from .data.dataset import Prepared, chunk_starts
 from .progress import Progress
 
-__all__ = ["PARTS", "build_body_cache", "load_part", "part_complete", "probe_signal"]
+__all__ = ["PARTS", "build_body_cache", "completed_rows", "load_part", "part_complete",
+           "probe_signal"]
 
 PARTS = ("train", "valid", "aug", "probes")
 SR = 16000
@@ -205,19 +206,38 @@ def build_body_cache(data: str | os.PathLike, out: str | os.PathLike, *,
     return counts
 
 
-def part_complete(cache: str | os.PathLike, part: str) -> bool:
-    """Whether every row of ``part`` has been computed (its workers' done counts add up)."""
+def completed_rows(cache: str | os.PathLike, part: str) -> tuple[int, int]:
+    """``(rows computed, rows planned)`` of ``part``: worker ``w`` of ``W`` computes rows ``w,
+    w + W, ...`` in order, so the first ``W * min(done)`` rows are all there (a part stopped
+    early can still be used up to there)."""
     pdir = Path(cache) / part
     if not (pdir / "index.json").is_file():
-        return False
+        return 0, 0
     rows = len(json.loads((pdir / "index.json").read_text())["rows"])
-    return sum(int(p.read_text()) for p in pdir.glob("done.*")) == rows
+    done = [int(p.read_text()) for p in pdir.glob("done.*")]
+    if not done:
+        return 0, rows
+    if sum(done) == rows:
+        return rows, rows
+    return min(len(done) * min(done), rows), rows
 
 
-def load_part(cache: str | os.PathLike, part: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """``(feats (N, T, C) float16 memmap, logits (N, n_tags), index)`` of one part."""
+def part_complete(cache: str | os.PathLike, part: str) -> bool:
+    """Whether every row of ``part`` has been computed."""
+    done, rows = completed_rows(cache, part)
+    return rows > 0 and done == rows
+
+
+def load_part(cache: str | os.PathLike, part: str,
+              partial: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(feats (N, T, C) float16 memmap, logits (N, n_tags), index)`` of one part; with
+    ``partial``, the rows computed so far of a part stopped early (see :func:`completed_rows`)."""
     pdir = Path(cache) / part
-    if not part_complete(cache, part):
-        raise RtTaggerError(f"{pdir}: no complete body cache here (run body-cache first)")
-    return (np.load(pdir / "feats.npy", mmap_mode="r"), np.load(pdir / "logits.npy"),
-            json.loads((pdir / "index.json").read_text()))
+    n, rows = completed_rows(cache, part)
+    if n == 0 or (n < rows and not partial):
+        raise RtTaggerError(f"{pdir}: no complete body cache here ({n} of {rows} rows; run "
+                            "body-cache to finish it)")
+    index = json.loads((pdir / "index.json").read_text())
+    index["rows"] = index["rows"][:n]
+    return (np.load(pdir / "feats.npy", mmap_mode="r")[:n], np.load(pdir / "logits.npy")[:n],
+            index)

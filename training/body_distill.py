@@ -29,7 +29,7 @@ import numpy as np
 
 from rt_tagger.errors import ConfigError
 
-from .body_cache import load_part, part_complete
+from .body_cache import completed_rows, load_part
 from .metrics import json_safe
 
 __all__ = ["BodyDistillConfig", "calibrate_thresholds", "distill_body"]
@@ -82,13 +82,17 @@ def calibrate_thresholds(student_p: np.ndarray, teacher_p: np.ndarray,
     return out
 
 
-def _rows(cache: str, probe_weight: float) -> tuple[list, np.ndarray, np.ndarray]:
-    """The training parts present (train, aug, probes), their sampling weights, teacher logits."""
+def _rows(cache: str, probe_weight: float, quiet: bool) -> tuple[list, np.ndarray, np.ndarray]:
+    """The training parts present (train, aug, probes: what has been computed of each), their
+    sampling weights and the teacher's logits."""
     parts, weights, logits = [], [], []
     for part in ("train", "aug", "probes"):
-        if not part_complete(cache, part):
+        done, planned = completed_rows(cache, part)
+        if not done:
             continue
-        f, lg, _ = load_part(cache, part)
+        if not quiet:
+            print(f"{part}: {done} of {planned} rows", flush=True)
+        f, lg, _ = load_part(cache, part, partial=True)
         parts.append(f)
         logits.append(lg)
         weights.append(np.full(len(lg), probe_weight if part == "probes" else 1.0, np.float64))
@@ -118,7 +122,7 @@ def distill_body(cfg: BodyDistillConfig, quiet: bool = False) -> Path:
     student.load_body(teacher.state_dict())
     if cfg.init:
         student.load_state_dict(torch.load(Path(cfg.init), map_location="cpu", weights_only=True)["state"])
-    parts, weights, t_logits = _rows(cfg.cache, cfg.probe_weight)
+    parts, weights, t_logits = _rows(cfg.cache, cfg.probe_weight, quiet)
     offsets = np.cumsum([0] + [len(p) for p in parts])
     weights /= weights.sum()
     v_feats, v_logits, _ = load_part(cfg.cache, "valid")

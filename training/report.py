@@ -51,25 +51,46 @@ def _model(name: str):
     return create_model(name).eval()
 
 
-def _song_vectors(model, store, clips, hop_frames: int) -> np.ndarray:
-    """Mean chunk probabilities of each clip (chunks every ``hop_frames``, as the runtime cuts)."""
+
+def _shares_body(model, teacher) -> bool:
+    """Whether ``model`` is a musicnn_att whose body is ``teacher``'s (tensor for tensor)."""
+    from rt_tagger.models.musicnn_att import BODY_PREFIXES, MusicnnAtt
+
+    if not isinstance(model, MusicnnAtt) or not hasattr(teacher, "body_and_logits"):
+        return False
+    mine, theirs = model.state_dict(), teacher.state_dict()
+    return all(k in mine and mine[k].shape == v.shape and bool((mine[k] == v).all())
+               for k, v in theirs.items() if k.startswith(BODY_PREFIXES))
+
+
+def _song_vectors(models: dict, store, clips, hop_frames: int, teacher=None) -> dict[str, np.ndarray]:
+    """Mean chunk probabilities of each clip for each model (chunks every ``hop_frames``, as
+    the runtime cuts them). Models whose body is ``teacher``'s are run on the teacher's body
+    output of the same pass (``teacher`` is then in the result under the key ``"teacher"``)."""
     import torch
 
     from .data.dataset import _take
 
-    length = model.input_length
-    out = []
+    length = next(iter(models.values())).input_length if models else teacher.input_length
+    out: dict[str, list] = {k: [] for k in (*models, *(["teacher"] if teacher is not None else []))}
+    shared = {k: teacher is not None and _shares_body(m, teacher) for k, m in models.items()}
     for i in clips:
         x = store.clip(int(i))
-        n = x.shape[0]
-        starts = np.arange(0, max(n - length, 0) + 1, hop_frames)
-        probs = []
+        starts = np.arange(0, max(x.shape[0] - length, 0) + 1, hop_frames)
+        probs: dict[str, list] = {k: [] for k in out}
         with torch.inference_mode():
             for b in range(0, starts.size, 16):
-                chunk = np.stack([_take(x, int(s), length) for s in starts[b:b + 16]])
-                probs.append(torch.sigmoid(model(torch.from_numpy(chunk))).numpy())
-        out.append(np.concatenate(probs).mean(0))
-    return np.stack(out)
+                chunk = torch.from_numpy(np.stack([_take(x, int(s), length) for s in starts[b:b + 16]]))
+                body = None
+                if teacher is not None:
+                    body, logits = teacher.body_and_logits(chunk)
+                    probs["teacher"].append(torch.sigmoid(logits).numpy())
+                for k, m in models.items():
+                    y = m.head(body) if shared[k] else m(chunk)
+                    probs[k].append(torch.sigmoid(y).numpy())
+        for k in out:
+            out[k].append(np.concatenate(probs[k]).mean(0))
+    return {k: np.stack(v) for k, v in out.items()}
 
 
 def _top(p: np.ndarray, k: int) -> list[set[int]]:
@@ -141,6 +162,7 @@ def excerpt_files(work: Path, corpus: Path, rows: list[dict], n: int = 6) -> lis
     ``n`` different sources."""
     import soundfile
 
+    work.mkdir(parents=True, exist_ok=True)
     best: dict[str, dict] = {}
     for r in rows:
         if float(r["duration_s"]) >= 125 and (r["source"] not in best or
@@ -155,7 +177,8 @@ def excerpt_files(work: Path, corpus: Path, rows: list[dict], n: int = 6) -> lis
 
 
 def report(teacher: str, students: list[str], data: str | os.PathLike, corpus: str | os.PathLike,
-           work: str | os.PathLike, *, threads: int = 1, skip: tuple[str, ...] = ()) -> dict:
+           work: str | os.PathLike, *, threads: int = 1, skip: tuple[str, ...] = (),
+           limit: int = 0) -> dict:
     import torch
 
     from . import teachers as teacher_sets
@@ -169,26 +192,38 @@ def report(teacher: str, students: list[str], data: str | os.PathLike, corpus: s
     result: dict = {"teacher": teacher, "students": students, "tags": tags}
     models = {name: _model(name) for name in students}
 
+    if "teacher" in students:
+        raise ConfigError("a student cannot be called 'teacher'")
     test = [i for i in np.flatnonzero(prep.splits == "test")]
     real = [i for i in test if rows.get(prep.keys[i], {}).get("kind") in REAL_KINDS]
     sung = [i for i in test if rows.get(prep.keys[i], {}).get("kind") == "sung"]
+    if limit:  # a quick look: every limit-th clip
+        real, sung = real[::max(1, len(real) // limit)], sung[::max(1, len(sung) // limit)]
 
-    def vectors(model, clips):
-        cfg = model.checkpoint.logmel_config
-        store = prep.features(cfg)
-        return _song_vectors(model, store, clips, round(HOP_SECONDS * cfg.sample_rate / cfg.hop_length))
+    def vectors(clips) -> dict[str, np.ndarray]:
+        """Song vectors of the teacher (``"teacher"``) and every student, grouped by log-mel."""
+        t_cfg = t_model.checkpoint.logmel_config
+        groups: dict = {}
+        for name, m in models.items():
+            groups.setdefault(m.checkpoint.logmel_config, {})[name] = m
+        res = {}
+        for cfg in {t_cfg, *groups}:
+            hop = round(HOP_SECONDS * cfg.sample_rate / cfg.hop_length)
+            res.update(_song_vectors(groups.get(cfg, {}), prep.features(cfg), clips, hop,
+                                     teacher=t_model if cfg == t_cfg else None))
+        return res
 
     if "songs" not in skip:
-        t_real = vectors(t_model, real)
+        v = vectors(real)
         srcs = [rows[prep.keys[i]]["source"] for i in real]
-        result["songs"] = {s: song_agreement(t_real, vectors(m, real), srcs) for s, m in models.items()}
+        result["songs"] = {s: song_agreement(v["teacher"], v[s], srcs) for s in models}
     if "sung" not in skip and sung:
-        t_sung = vectors(t_model, sung)
+        v = vectors(sung)
         vocal = [tags.index(t) for t in VOCAL_TAGS]
-        t_has = [bool(set(r) & set(vocal)) for r in np.argsort(-t_sung, 1)[:, :5]]
+        t_has = [bool(set(r) & set(vocal)) for r in np.argsort(-v["teacher"], 1)[:, :5]]
         result["sung"] = {"clips": len(sung), "teacher_vocal_top5": int(sum(t_has))}
-        for s, m in models.items():
-            s_top = np.argsort(-vectors(m, sung), 1)[:, :5]
+        for s in models:
+            s_top = np.argsort(-v[s], 1)[:, :5]
             s_has = [bool(set(r) & set(vocal)) for r in s_top]
             result["sung"][s] = {"vocal_top5": int(sum(s_has)),
                                  "vocal_top5_where_teacher": int(sum(a and b for a, b in zip(t_has, s_has)))}
@@ -206,7 +241,7 @@ def report(teacher: str, students: list[str], data: str | os.PathLike, corpus: s
         test_real_rows = [rows[prep.keys[i]] for i in real]
         speech = [corpus / rows[prep.keys[i]]["path"] for i in test
                   if rows.get(prep.keys[i], {}).get("kind") in ("speech", "tts")]
-        ex = excerpt_files(work / "excerpts", corpus, test_real_rows)
+        ex = excerpt_files(work / "excerpts", corpus, test_real_rows, n=min(limit, 6) if limit else 6)
         probes = probe_files(work / "probes", speech[:1] + speech[-1:])
         runs = {teacher: 0.5, **{s: None for s in students}}
         result["events"] = {name: [] for name in runs}
