@@ -16,9 +16,18 @@ holds one key, ``"rt_tagger"``, whose value is a JSON object::
     model_card      optional free text
     sha256          hex SHA-256 over the tensor payload (see :func:`payload_sha256`)
 
-The runtime reads everything it needs (tags, features, chunk length) from here; nothing about a
-model is hard-coded elsewhere. :func:`load_checkpoint` verifies structure and checksum and raises
+A checkpoint is a :class:`~rt_tagger.models.cfg.ModelCfg` (``Checkpoint.cfg``: everything above
+but provenance, model card and checksum) plus weights plus provenance. The runtime reads
+everything it needs (tags, features, chunk length) from here; nothing about a model is
+hard-coded elsewhere. :func:`load_checkpoint` verifies structure, checksum and that the
+architecture is registered; :meth:`Checkpoint.build_model` first checks that the description
+fits the architecture's arguments (from the registry, without building anything). Both raise
 :class:`~rt_tagger.errors.ModelError` with a one-line message for every kind of bad file.
+
+This module imports only the model registry, and only where a model is built, checked or
+described (so reading an exported file's description needs neither torch nor the
+architectures: an onnxruntime-only server); building models by name is
+:mod:`rt_tagger.factory`'s.
 """
 from __future__ import annotations
 
@@ -40,11 +49,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-__all__ = ["FORMAT_VERSION", "INPUT_KINDS", "Checkpoint", "load_checkpoint", "payload_sha256",
-           "save_checkpoint"]
+    from .models.cfg import ModelCfg
+
+__all__ = ["FORMAT_VERSION", "INPUT_KINDS", "Checkpoint", "check_fits_arch",
+           "checkpoint_from_metadata", "load_checkpoint", "payload_sha256", "save_checkpoint",
+           "validate_metadata"]
 
 FORMAT_VERSION = 1
-INPUT_KINDS = ("logmel", "waveform")
+INPUT_KINDS = ("logmel", "waveform")  # as rt_tagger.models.cfg.INPUT_KINDS
 METADATA_KEY = "rt_tagger"
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
@@ -77,6 +89,16 @@ class Checkpoint:
         """The features the model expects (``None`` for waveform models)."""
         return None if self.logmel is None else LogMelConfig.from_dict(self.logmel)
 
+    @property
+    def cfg(self) -> "ModelCfg":
+        """The model description (what ``model.cfg`` of the built model is)."""
+        from .models.cfg import ModelCfg
+
+        return ModelCfg(arch=self.arch, args=dict(self.arch_args), input_kind=self.input_kind,
+                        input_length=self.input_length, sample_rate=self.sample_rate,
+                        logmel=self.logmel_config, n_tags=self.n_tags, tags=tuple(self.tags),
+                        thresholds=None if self.thresholds is None else tuple(self.thresholds))
+
     def metadata(self) -> dict[str, Any]:
         """The JSON description stored under the ``"rt_tagger"`` metadata key."""
         return {
@@ -93,29 +115,46 @@ class Checkpoint:
     def build_model(self) -> "nn.Module":
         """Instantiate the architecture, load the weights strictly, return it in eval mode.
 
-        The model gets ``model.checkpoint`` = this description without tensors.
+        The model gets ``model.cfg`` (:attr:`cfg`) and ``model.checkpoint`` = this description
+        without tensors.
         """
         from .models.registry import get_arch
 
         where = f"checkpoint {self.path}" if self.path else "checkpoint"
-        entry = get_arch(self.arch)
+        check_fits_arch(self.arch, self.arch_args, where, input_kind=self.input_kind,
+                        input_length=self.input_length, n_tags=self.n_tags)
         try:
-            model = entry.factory(**self.arch_args)
+            model = get_arch(self.arch).factory(**self.arch_args)
         except (TypeError, ConfigError) as exc:
             raise ModelError(f"{where}: arch_args {self.arch_args} do not fit "
                              f"architecture {self.arch!r}: {exc}") from None
         _check_state_dict(model, self.state_dict, f"{where} (arch {self.arch!r}, "
                                                   f"arch_args {self.arch_args})")
         model.load_state_dict(self.state_dict, strict=True)
-        for attr, want in (("input_kind", self.input_kind), ("input_length", self.input_length),
-                           ("n_tags", self.n_tags)):
-            have = getattr(model, attr, want)
-            if have != want:
-                raise ModelError(f"{where}: metadata says {attr}={want!r} but architecture "
-                                 f"{self.arch!r} with these arch_args has {attr}={have!r}")
         model.eval()
+        model.cfg = self.cfg
         model.checkpoint = self.without_weights()
         return model
+
+
+def check_fits_arch(arch: str, arch_args: dict[str, Any], where: str,
+                    **declared: Any) -> "ModelCfg":
+    """The registry's description of ``arch(**arch_args)``; :class:`ModelError` if the
+    arguments do not fit the architecture or it disagrees with ``declared`` (``input_kind``,
+    ``input_length``, ``n_tags``). No network is built."""
+    from .models.registry import get_arch
+
+    try:
+        cfg = get_arch(arch).cfg(**arch_args)
+    except ConfigError as exc:
+        raise ModelError(f"{where}: arch_args {arch_args} do not fit architecture {arch!r}: "
+                         f"{exc}") from None
+    for attr, want in declared.items():
+        have = getattr(cfg, attr)
+        if have != want:
+            raise ModelError(f"{where}: metadata says {attr}={want!r} but architecture "
+                             f"{arch!r} with these arch_args has {attr}={have!r}")
+    return cfg
 
 
 def _check_state_dict(model: "nn.Module", sd: dict[str, Any], where: str) -> None:
@@ -181,7 +220,9 @@ def _parse(raw: bytes, where: str) -> tuple[dict[str, Any], memoryview]:
     return header, data
 
 
-def _validate_meta(meta: Any, where: str) -> dict[str, Any]:
+def validate_metadata(meta: Any, where: str) -> dict[str, Any]:
+    """Check a checkpoint description (the ``"rt_tagger"`` JSON, parsed) field by field;
+    returns it, or raises :class:`ModelError` naming ``where`` and the first bad field."""
     def bad(msg: str) -> ModelError:
         return ModelError(f"{where}: invalid rt_tagger metadata: {msg}")
 
@@ -251,7 +292,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         meta = json.loads(meta_str)
     except (TypeError, json.JSONDecodeError):
         raise ModelError(f"{where}: {METADATA_KEY!r} metadata is not valid JSON") from None
-    meta = _validate_meta(meta, where)
+    meta = validate_metadata(meta, where)
     digest = payload_sha256(header, data)
     if digest != meta["sha256"]:
         raise ModelError(f"{where} is corrupt: tensor checksum {digest[:12]}... does not match "
@@ -328,7 +369,7 @@ def save_checkpoint(
     except (TypeError, ValueError):
         raise ConfigError("provenance must be JSON-serialisable") from None
     try:
-        _validate_meta(meta, "cannot save checkpoint")
+        validate_metadata(meta, "cannot save checkpoint")
     except ModelError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -354,3 +395,23 @@ def save_checkpoint(
     tmp.write_bytes(blob)
     os.replace(tmp, out)
     return out
+
+
+def checkpoint_from_metadata(meta: str | bytes | dict[str, Any] | None, where: str,
+                             path: str | os.PathLike[str] | None = None) -> Checkpoint:
+    """A description-only :class:`Checkpoint` (no weights) from the ``"rt_tagger"`` JSON an
+    exported file carries (ONNX metadata, TorchScript extra file, Triton config); validated
+    like a checkpoint's. ``where`` names the file in errors."""
+    if meta is None:
+        raise ModelError(f"{where} has no rt-tagger metadata (export it with rt-tagger export)")
+    if isinstance(meta, (str, bytes)):
+        try:
+            meta = json.loads(meta)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ModelError(f"{where}: rt-tagger metadata is not valid JSON") from None
+    meta = validate_metadata(meta, where)
+    fields = {k: meta.get(k) for k in ("arch", "arch_args", "tags", "sample_rate", "input_kind",
+                                         "input_length", "logmel", "thresholds", "model_card",
+                                         "format_version", "sha256")}
+    return Checkpoint(**fields, provenance=meta.get("provenance") or {},
+                      path=None if path is None else Path(path))

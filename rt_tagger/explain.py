@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import AudioFileError, ConfigError, ModelError, RtTaggerError
+from .errors import ConfigError, ModelError, RtTaggerError
+from .factory import DEFAULT_MODEL  # the model used when none is named
 from .interpret import (FileMaps, explain_array, resolve_tags, spread_to_frames, tag_names,
                         time_base)
 from .interpret import display
-from .tagger import DEFAULT_MODEL  # the model used when none is named
+from .sources.decode import read_audio
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -197,37 +198,21 @@ def _attention_row(fig, ax, values: np.ndarray, extent: tuple[float, float]):
 
 
 def _read_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """Decode a file to float32 mono at ``sample_rate`` (soundfile + soxr; to be replaced by
-    :mod:`rt_tagger.sources` once it decodes files)."""
-    import soundfile as sf
-
-    if not path.is_file():
-        raise AudioFileError(f"audio file not found: {path}")
-    try:
-        y, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioFileError(f"cannot decode {path}: {exc}") from None
-    y = y.mean(axis=1, dtype=np.float32)
-    if y.size == 0:
-        raise AudioFileError(f"{path} contains no audio samples")
-    if sr != sample_rate:
-        import soxr
-
-        y = soxr.resample(y, sr, sample_rate, quality="HQ").astype(np.float32)
-    return np.ascontiguousarray(y)
+    """``read_audio``'s mono samples (kept for callers of the former private decoder)."""
+    return read_audio(path, sample_rate=sample_rate)[0]
 
 
 def _load_model(model: Any) -> "nn.Module":
+    """A model as given, or the trained one a name or checkpoint path names."""
     from torch import nn
 
-    from .models import create_model, list_models
+    from .factory import resolve_model
 
     if isinstance(model, nn.Module):
         return model
-    name = os.fspath(model) if isinstance(model, os.PathLike) else model
-    if not isinstance(name, str) or not name:
+    if not isinstance(model, (str, os.PathLike)) or not os.fspath(model):
         raise ModelError(f"model must be a name, a checkpoint path or a model, got {model!r}")
-    return create_model(name, pretrained=name in list_models(pretrained=False))
+    return resolve_model(model)[0]
 
 
 def _pick_top(maps: FileMaps, clips: list[tuple[float, float]], k: int) -> list[str]:
@@ -257,7 +242,9 @@ def explain_file(paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str
     PyTorch: the contribution map manipulates the attention inside the model). ``tags``:
     tag rows by name or index; default the ``topk`` most probable (with ``concat``, each
     clip's best in turn). ``backend``: log-mel backend (native, numba, numpy). ``hop``: chunk
-    hop in model input units (default half a chunk). Bad input raises an
+    hop in model input units (default half a chunk); the chunks are the ones the live tagger
+    cuts with that hop (:mod:`rt_tagger.chunker`), and files are decoded by the live tagger's
+    decoder (:func:`rt_tagger.sources.decode.read_audio`). Bad input raises an
     :class:`~rt_tagger.errors.RtTaggerError` subclass (missing file, unknown tag, ...).
     """
     from .features import LogMel
@@ -279,7 +266,7 @@ def explain_file(paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str
     names = tag_names(net)
     chosen = None if tags is None else [names[i] for i in resolve_tags(tags, names)]
     base = time_base(net)
-    clips = [_read_audio(Path(p), base.sample_rate) for p in paths]
+    clips = [read_audio(p, sample_rate=base.sample_rate)[0] for p in paths]
     y = np.concatenate(clips) if len(clips) > 1 else clips[0]
     spec = LogMel(base.logmel, backend=backend)(y)
     x = spec if base.unit == "frames" else y

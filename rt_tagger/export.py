@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import ConfigError, ModelError
+from .factory import resolve_model, supports_attention  # noqa: F401 - importable from here too
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -60,52 +61,6 @@ def default_exporter() -> str:
     except (ImportError, ValueError):  # a broken or half-removed install counts as absent
         found = False
     return "dynamo" if found else "legacy"
-
-
-def supports_attention(model: "nn.Module") -> bool:
-    """True if ``model.forward`` takes ``return_attention`` (and then returns ``(logits, attn)``)."""
-    try:
-        return "return_attention" in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def resolve_model(source: Any) -> tuple["nn.Module", "Checkpoint"]:
-    """``(model in eval mode, checkpoint description)`` from any way of naming a trained model.
-
-    ``source``: a :class:`Checkpoint`, a model built from one (it carries ``model.checkpoint``),
-    a pretrained name (``"musicnn.mtat"``), an architecture name with pretrained weights, or the
-    path of a ``.safetensors`` checkpoint.
-    """
-    import torch
-
-    from .checkpoint import Checkpoint
-    from .models import create_model
-
-    if isinstance(source, Checkpoint):
-        if not source.state_dict:
-            raise ModelError("checkpoint has no weights (it is a description only); load it with "
-                             "load_checkpoint(path)")
-        model = source.build_model()
-        return model, model.checkpoint
-    if isinstance(source, torch.nn.Module):
-        ckpt = getattr(source, "checkpoint", None)
-        if not isinstance(ckpt, Checkpoint):
-            raise ModelError("model has no checkpoint description (model.checkpoint); build it from "
-                             "a checkpoint (load_checkpoint(path).build_model()) or save one first")
-        return source.eval(), ckpt
-    if isinstance(source, (str, os.PathLike)):
-        name = os.fspath(source)
-        if name.endswith(".onnx"):
-            raise ModelError(f"{name} is an ONNX file; this needs a PyTorch checkpoint "
-                             "(.safetensors) or a model name")
-        from .models import list_models
-
-        pretrained = name in list_models(pretrained=False)
-        model = create_model(name, pretrained=pretrained)
-        return model.eval(), model.checkpoint
-    raise ModelError(f"cannot use {type(source).__name__} as a model: pass a model name, a "
-                     "checkpoint path, a Checkpoint or a model built from one")
 
 
 def export_graph(model: "nn.Module", with_attention: bool) -> "nn.Module":
@@ -248,7 +203,7 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> tuple["Checkpoint", dict
     """``(checkpoint description without weights, export info)`` stored in an rt-tagger .onnx."""
     import onnx
 
-    from .checkpoint import Checkpoint, _validate_meta
+    from .checkpoint import checkpoint_from_metadata
 
     p = Path(path)
     if not p.is_file():
@@ -258,21 +213,8 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> tuple["Checkpoint", dict
     except Exception as exc:
         raise ModelError(f"{p} is not a readable ONNX file: {str(exc).splitlines()[0]}") from None
     props = {m.key: m.value for m in proto.metadata_props}
-    return _checkpoint_from_json(props.get(META_KEY), p, Checkpoint, _validate_meta), \
+    return checkpoint_from_metadata(props.get(META_KEY), str(p), p), \
         json.loads(props.get(EXPORT_KEY) or "{}")
-
-
-def _checkpoint_from_json(text: str | None, p: Path, cls: Any, validate: Any) -> "Checkpoint":
-    if text is None:
-        raise ModelError(f"{p} has no rt-tagger metadata (export it with rt-tagger export)")
-    try:
-        meta = validate(json.loads(text), str(p))
-    except json.JSONDecodeError:
-        raise ModelError(f"{p}: rt-tagger metadata is not valid JSON") from None
-    fields = {k: meta.get(k) for k in ("arch", "arch_args", "tags", "sample_rate", "input_kind",
-                                         "input_length", "logmel", "thresholds", "model_card",
-                                         "format_version", "sha256")}
-    return cls(**fields, provenance=meta.get("provenance") or {}, path=p)
 
 
 def export_torchscript(
@@ -311,7 +253,7 @@ def load_torchscript(path: str | os.PathLike[str]) -> tuple[Any, "Checkpoint"]:
     """``(scripted module, checkpoint description)`` from :func:`export_torchscript`'s file."""
     import torch
 
-    from .checkpoint import Checkpoint, _validate_meta
+    from .checkpoint import checkpoint_from_metadata
 
     p = Path(path)
     if not p.is_file():
@@ -322,8 +264,7 @@ def load_torchscript(path: str | os.PathLike[str]) -> tuple[Any, "Checkpoint"]:
             module = torch.jit.load(str(p), map_location="cpu", _extra_files=files)
     except Exception as exc:
         raise ModelError(f"{p} is not a TorchScript archive: {str(exc).splitlines()[0]}") from None
-    return module.eval(), _checkpoint_from_json(files[_TS_META] or None, p, Checkpoint,
-                                                _validate_meta)
+    return module.eval(), checkpoint_from_metadata(files[_TS_META] or None, str(p), p)
 
 
 def export_model(name_or_path: Any, fmt: str | None, out_path: str | os.PathLike[str],

@@ -266,11 +266,14 @@ def test_tensorrt_export_program_runs_on_cpu(name):
 
 
 def test_engine_modules_import_lazily():
-    """Importing the engines (tensorrt included) loads neither torch nor onnxruntime."""
+    """Importing the engines (tensorrt included), the exporter, the checkpoint format and the
+    factory loads neither torch nor onnxruntime (an onnxruntime-only server reads .onnx
+    descriptions without torch)."""
     import subprocess
     import sys
 
-    code = ("import sys, rt_tagger.engines, rt_tagger.engines.trt_engine, rt_tagger.export; "
+    code = ("import sys, rt_tagger.engines, rt_tagger.engines.trt_engine, rt_tagger.export, "
+            "rt_tagger.checkpoint, rt_tagger.factory; "
             "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx', 'torch_tensorrt') "
             "if m in sys.modules))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

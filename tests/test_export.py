@@ -41,6 +41,7 @@ CASES = {
     "short_res": ("short_res", {"channels": [16, 16, 32, 32, 32, 32, 64]}),
     "musicnn": ("musicnn", {}),  # the converted MTAT weights when shipped
     "musicnn_vgg": ("musicnn_vgg", {}),  # the converted MTT_vgg weights when shipped
+    "musicnn_att": ("musicnn_att", {"width": 64, "heads": 4, "layers": 1}),  # musicnn's body
 }
 
 

@@ -9,6 +9,7 @@ import torch
 from rt_tagger.checkpoint import save_checkpoint
 from rt_tagger.errors import ConfigError, ModelError
 from rt_tagger.features.config import SPEC_ATT_DB
+from rt_tagger import factory
 from rt_tagger.models import create_model, default_logmel, list_models, registry
 from rt_tagger.models.short_res import SHORT_RES_LOGMEL
 
@@ -72,9 +73,9 @@ def test_pretrained_entry_roundtrip(tmp_path, monkeypatch) -> None:
     registry.register_pretrained("raw_cnn_l.test", arch="raw_cnn_l", filename="w.safetensors")
     registry.register_pretrained("raw_cnn_l.gone", arch="raw_cnn_l", filename="gone.safetensors")
     assert "raw_cnn_l.test" in list_models(pretrained=True)
-    real = registry.pretrained_path
+    real = factory.pretrained_path
     assert real("raw_cnn_l.test").parts[-2:] == ("weights", "w.safetensors")
-    monkeypatch.setattr(registry, "pretrained_path",
+    monkeypatch.setattr(factory, "pretrained_path",
                         lambda n: path if n == "raw_cnn_l.test" else real(n))
 
     x = torch.randn(2, 59049)

@@ -200,11 +200,13 @@ def test_load_audio_resamples_and_falls_back_to_pyav(tmp_path):
     assert got.dtype == np.float32 and got.shape == ref.shape
     core = slice(1000, -1000)  # away from the filters' edge effects
     assert np.max(np.abs(got[core] - ref[core])) < 2e-3
-    via_av, sr = audio._pyav(tmp_path / "a.wav")
+    from rt_tagger.sources.decode import read_audio
+
+    via_av, sr = read_audio(tmp_path / "a.wav", sample_rate=None, backend="pyav")
     assert sr == 22050 and np.max(np.abs(via_av - y)) < 1e-6
     from rt_tagger.errors import AudioFileError
 
-    with pytest.raises(AudioFileError, match="not found"):
+    with pytest.raises(AudioFileError, match="no such file"):
         audio.load_audio(tmp_path / "missing.wav")
 
 
@@ -224,7 +226,7 @@ def test_prepare_writes_exact_features_and_lists_unreadable(prepared_raw):
     data = mod("data.dataset").Prepared(out)
     failed = data.meta["failed"]
     assert len(failed) == 1 and failed[0]["status"] == "unreadable"
-    assert failed[0]["message"].startswith("cannot decode") and failed[0]["path"].endswith(".mp3")
+    assert failed[0]["message"].startswith("cannot open") and failed[0]["path"].endswith(".mp3")
     assert failed[0]["key"] in (out / "failed.tsv").read_text()
     bad = failed[0]["index"]
     mel, raw = data.features(MUSICNN), data.features(None)

@@ -10,25 +10,24 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rt_tagger.errors import ConfigError
 from rt_tagger.features import LogMel, LogMelConfig
-from rt_tagger.models import get_arch
 
 from . import augment
-from .data.dataset import Prepared, chunk_starts
+from .data.dataset import Prepared, chunk_starts, take
 
 __all__ = ["ChunkSource", "model_logmel"]
 
 
 def model_logmel(arch: str, model) -> LogMelConfig | None:
-    """The log-mel a model of architecture ``arch`` takes (None for waveform models)."""
-    if getattr(model, "input_kind", "logmel") != "logmel":
-        return None
-    ckpt = getattr(model, "checkpoint", None)
-    if ckpt is not None:
-        return ckpt.logmel_config
-    cfg = get_arch(arch).logmel
-    n_mels = getattr(model, "n_mels", cfg.n_mels)
-    return cfg if n_mels == cfg.n_mels else cfg.replace(n_mels=n_mels)
+    """The log-mel ``model`` takes (None for waveform models): its ``model.cfg.logmel``.
+
+    ``arch`` names the model in the error for a model built without the factory."""
+    cfg = getattr(model, "cfg", None)
+    if cfg is None:
+        raise ConfigError(f"{arch}: the model has no description (model.cfg); build it with "
+                          "rt_tagger.models.create_model")
+    return cfg.logmel
 
 
 class ChunkSource:
@@ -121,11 +120,6 @@ class ChunkSource:
         starts = chunk_starts(self.store.length(i), self.length, n_chunks)
         clip = self.store.clip(i)
         xs = [self.store.chunk(i, int(s), self.length) if not self.store.on_the_fly else
-              _take(clip, int(s), self.length) for s in starts]
+              take(clip, int(s), self.length) for s in starts]
         return torch.from_numpy(np.stack(xs)), starts
 
-
-def _take(a: np.ndarray, start: int, length: int) -> np.ndarray:
-    from .data.dataset import _take as take
-
-    return take(a, start, length)

@@ -29,8 +29,7 @@ import numpy as np
 
 from rt_tagger.errors import ConfigError
 
-from .chunks import model_logmel
-from .data.dataset import Prepared, _take
+from .data.dataset import Prepared, take
 from .distill import patch_starts
 from .metrics import average_precision, json_safe, roc_auc, top_k
 
@@ -50,10 +49,10 @@ def _engine(source, threads: int):
 
 def _load(model_ref: str, threads: int):
     """A registry model, its log-mel and an onnxruntime engine of it."""
-    from rt_tagger.models import create_model
+    from rt_tagger.factory import create_model
 
     model = create_model(model_ref)
-    return model, model_logmel(model.checkpoint.arch, model), _engine(model, threads)
+    return model, model.cfg.logmel, _engine(model, threads)
 
 
 def compare(teacher: str, students: list[str], data: str | Path, *, split: str = "test",
@@ -78,8 +77,8 @@ def compare(teacher: str, students: list[str], data: str | Path, *, split: str =
         if list(s_model.checkpoint.tags) != tags:
             raise ConfigError(f"student {name} does not have the teacher's tags")
         s_store = data.features(s_logmel)
-        length = s_model.checkpoint.input_length
-        t_patch = t_model.checkpoint.input_length
+        length = s_model.cfg.input_length
+        t_patch = t_model.cfg.input_length
         s_chunks, t_chunks, seconds = [], [], 0.0
         example = None
         for c in clips:
@@ -119,13 +118,13 @@ def _student_chunks(s_store, i: int, length: int):
     (one tiled chunk for a clip shorter than ``L``)."""
     clip = s_store.clip(i)
     starts = np.arange(0, max(clip.shape[0] - length, 0) + 1, length)
-    return starts, np.stack([_take(clip, s, length) for s in starts])
+    return starts, np.stack([take(clip, s, length) for s in starts])
 
 
 def _teacher_patches(t_store, i: int, starts, length: int, t_patch: int) -> np.ndarray:
     """Per student chunk, the teacher patches covering it: ``(n, k, P, mels)``."""
     clip = t_store.clip(i)
-    return np.stack([np.stack([_take(clip, p, t_patch)
+    return np.stack([np.stack([take(clip, p, t_patch)
                                for p in patch_starts(int(s), length, t_patch, clip.shape[0])])
                      for s in starts])
 

@@ -69,7 +69,7 @@ def predict_songs(model, source: ChunkSource, clips: np.ndarray, *, n_chunks: in
 def evaluate(model_name: str, data: str | Path, *, split: str = "test", n_chunks: int = 16,
              batch: int = 32, device: str = "cpu", model=None) -> dict:
     """Song-level metrics of a registry model or checkpoint on a prepared dataset split."""
-    from rt_tagger.models import create_model
+    from rt_tagger.factory import create_model
 
     prepared = Prepared(data)
     if not prepared.labelled:
@@ -85,7 +85,7 @@ def evaluate(model_name: str, data: str | Path, *, split: str = "test", n_chunks
     arch = ckpt.arch if ckpt is not None else model_name
     dev = torch.device(device)
     model.to(dev)
-    source = ChunkSource(prepared, model_logmel(arch, model), model.input_length)
+    source = ChunkSource(prepared, model_logmel(arch, model), model.cfg.input_length)
     clips = source.indices(split)
     probs = predict_songs(model, source, clips, n_chunks=n_chunks, batch=batch, device=dev)
     mi = [model_tags.index(t) for t in common]

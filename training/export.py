@@ -16,7 +16,7 @@ import torch
 from rt_tagger.checkpoint import save_checkpoint
 from rt_tagger.errors import ConfigError
 
-from .chunks import ChunkSource, model_logmel
+from .chunks import ChunkSource
 from .config import TrainConfig
 from .data.dataset import Prepared
 from .evaluate import predict_songs
@@ -32,7 +32,7 @@ def export_run(run: str | Path, out: str | Path | None = None, *, device: str = 
 
     ``model_card`` replaces the one-line card; ``extra_provenance`` is merged into the
     provenance (e.g. how to rebuild the training data, licences of its sources)."""
-    from rt_tagger.models import create_model
+    from rt_tagger.factory import create_model
 
     run = Path(run)
     for name in ("config.json", "best.pt", "log.csv"):
@@ -46,15 +46,15 @@ def export_run(run: str | Path, out: str | Path | None = None, *, device: str = 
     model.load_state_dict(best["model"])
     dev = torch.device(device)
     model.to(dev).eval()
-    logmel = model_logmel(cfg.model, model)
+    logmel, length = model.cfg.logmel, model.cfg.input_length
     data = Prepared(info["data"])
-    source = ChunkSource(data, logmel, model.input_length)
+    source = ChunkSource(data, logmel, length)
     splits = {}
     reference = None
     if cfg.teacher:
         from .distill import Teacher
 
-        reference = Teacher(cfg.teacher, data, logmel, model.input_length, dev)
+        reference = Teacher(cfg.teacher, data, logmel, length, dev)
     for split in ("valid", "test"):
         clips = source.indices(split)
         if clips.size == 0:
@@ -85,10 +85,10 @@ def export_run(run: str | Path, out: str | Path | None = None, *, device: str = 
         **(extra_provenance or {}),
     }
     out = Path(out) if out is not None else run / "model.safetensors"
-    kind = model.input_kind
+    kind = model.cfg.input_kind
     return save_checkpoint(
         out, model.cpu(), arch=cfg.model, arch_args=arch_args, tags=tags,
-        sample_rate=data.sample_rate, input_kind=kind, input_length=model.input_length,
+        sample_rate=data.sample_rate, input_kind=kind, input_length=length,
         logmel=logmel, thresholds=thresholds,
         provenance=json_safe(provenance),
         model_card=model_card or f"{cfg.model} trained on {data.meta['dataset']} ({data.meta['split']}) "

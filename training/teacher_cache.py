@@ -147,19 +147,17 @@ def build_for(teacher: str, data, model: str, model_args: dict, *, threads: int 
     import torch
 
     from rt_tagger.errors import ConfigError
-    from rt_tagger.models import create_model
+    from rt_tagger.factory import model_cfg
 
-    from .chunks import model_logmel
     from .data.dataset import Prepared
     from .distill import Teacher
 
     data = Prepared(data)
-    probe = create_model(model, **{"n_tags": 1, **model_args})
-    t = Teacher(teacher, data, model_logmel(model, probe), probe.input_length,
-                torch.device("cpu"))
+    student = model_cfg(model, **{"n_tags": 1, **model_args})
+    t = Teacher(teacher, data, student.logmel, student.input_length, torch.device("cpu"))
     cache = TeacherCache(t, data.root)
     if not cache.usable:
-        raise ConfigError(f"teacher {teacher} has no patch grid under {probe.input_length}-step "
+        raise ConfigError(f"teacher {teacher} has no patch grid under {student.input_length}-step "
                           "chunks; distill computes its targets per batch instead")
     cache.load_or_build(len(data.keys), threads=threads, progress=progress)
     return cache

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from rt_tagger.errors import ConfigError
-from rt_tagger.models import create_model
+from rt_tagger.factory import create_model, model_cfg
 
 from . import augment
-from .chunks import ChunkSource, model_logmel
+from .chunks import ChunkSource
 from .config import TrainConfig
 from .data.dataset import Prepared
 from .ddp import Dist, all_mean, setup
@@ -48,8 +48,7 @@ def resolve_data(cfg: TrainConfig, dist: Dist) -> Path:
     from .data.prepare import prepare
 
     out = Path(cfg.prepared or Path(cfg.out) / "prepared")
-    probe = create_model(cfg.model, **{**cfg.model_args, "n_tags": 1})
-    logmel = model_logmel(cfg.model, probe)
+    logmel = model_cfg(cfg.model, **{**cfg.model_args, "n_tags": 1}).logmel
     feats = ["raw"] if logmel is None else [logmel]
     if augment.needs_waveform(cfg) and logmel is not None:
         feats.append("raw")
@@ -103,9 +102,8 @@ def _train(cfg: TrainConfig, dist: Dist, callback) -> Path:
     if cfg.teacher:
         from .distill import Teacher
 
-        probe = create_model(cfg.model, **{"n_tags": 1, **cfg.model_args})
-        teacher = Teacher(cfg.teacher, data, model_logmel(cfg.model, probe), probe.input_length,
-                          dist.device)
+        student = model_cfg(cfg.model, **{"n_tags": 1, **cfg.model_args})
+        teacher = Teacher(cfg.teacher, data, student.logmel, student.input_length, dist.device)
         tags = teacher.tags
     elif not data.labelled:
         raise ConfigError(f"{data.root} has no labels: train with --teacher (distillation)")
@@ -113,8 +111,7 @@ def _train(cfg: TrainConfig, dist: Dist, callback) -> Path:
         tags = data.tags
     model, arch_args = build_model(cfg, len(tags))
     model.to(dist.device)
-    logmel = model_logmel(cfg.model, model)
-    source = ChunkSource(data, logmel, model.input_length, cfg)
+    source = ChunkSource(data, model.cfg.logmel, model.cfg.input_length, cfg)
     if teacher is not None:
         source.target_fn = _teacher_targets(cfg, dist, teacher, data, source)
     train_idx, valid_idx = source.indices("train"), source.indices("valid")

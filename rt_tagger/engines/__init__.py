@@ -118,7 +118,7 @@ def create_engine(
 
 def _build(source: Any, backend: str, *, threads: int | None, device: str | None, precision: str,
            max_batch: int, attention: bool, cache: Any, batch_sizes: Any) -> Engine:
-    from ..export import resolve_model
+    from ..factory import resolve_model
 
     if backend == "tensorrt":
         from .trt_engine import TensorRTEngine, trt_unavailable

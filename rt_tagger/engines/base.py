@@ -100,6 +100,11 @@ class Engine(abc.ABC):
 
     # ---- model description -------------------------------------------------------------------
     @property
+    def cfg(self):
+        """The model's :class:`~rt_tagger.models.cfg.ModelCfg` (``checkpoint.cfg``)."""
+        return self.checkpoint.cfg
+
+    @property
     def tags(self) -> list[str]:
         return list(self.checkpoint.tags)
 

@@ -47,7 +47,8 @@ def cached_onnx(source: Any, *, opset: int | None = None, cache: str | os.PathLi
     import onnx
     import torch
 
-    from ..export import DEFAULT_OPSET, default_exporter, export_onnx, resolve_model
+    from ..export import DEFAULT_OPSET, default_exporter, export_onnx
+    from ..factory import resolve_model
 
     model, ckpt = resolve_model(source)
     opset = opset or DEFAULT_OPSET

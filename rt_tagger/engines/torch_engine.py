@@ -59,7 +59,7 @@ class TorchEngine(Engine):
     def __init__(self, model: "nn.Module", checkpoint: "Checkpoint", *, device: str | None = None,
                  threads: int | None = None, precision: str = "fp32", max_batch: int = 16,
                  attention: bool = True) -> None:
-        from ..export import supports_attention
+        from ..factory import supports_attention
 
         dev = torch_device(device)
         if precision == "fp16" and dev.type != "cuda":

@@ -139,7 +139,7 @@ class TritonEngine(Engine):
                 pass
 
     def _fetch_config(self) -> dict:
-        from ..deploy.triton_repo import config_mismatches
+        from .triton_contract import config_mismatches
 
         client = self._client()
         where = f"Triton server {self.protocol}://{self.url}"
@@ -267,8 +267,9 @@ def create_triton_engine(source: Any, url: str, *, max_batch: int = 16,
     or rt-tagger ``.onnx``) checked against the server's model."""
     import os
 
-    from ..deploy.triton_repo import default_model_name
-    from ..export import read_onnx_metadata, resolve_model
+    from .triton_contract import default_model_name
+    from ..export import read_onnx_metadata
+    from ..factory import resolve_model
 
     protocol = parse_url(url)[0]
     why = triton_unavailable(protocol)

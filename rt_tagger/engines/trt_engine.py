@@ -96,7 +96,8 @@ class TensorRTEngine(Engine):
                  cache: str | os.PathLike[str] | None = None) -> None:
         import torch
 
-        from ..export import export_graph, supports_attention
+        from ..export import export_graph
+        from ..factory import supports_attention
 
         why = trt_unavailable(requested=True)
         if why:

@@ -5,7 +5,8 @@
 * :func:`contribution_map`: the tag-wise contribution heat map — tag probabilities when the
   last layer's [CLS] attention is one-hot on each time step in turn, all steps batched.
 * :func:`q2l_tag_maps` / :func:`q2l_from_attn`: per-tag cross-attention time maps of q2l.
-* :func:`explain_array`: slide chunks over a whole file and average the maps on its frame axis.
+* :func:`explain_array`: slide the live tagger's chunks (:mod:`rt_tagger.chunker`) over a whole
+  file and average the maps on its frame axis.
 
 Every map is a :class:`StepMap`: values over the model's time steps plus :class:`StepTimes`
 (each step's input span, spectrogram frames and absolute seconds; conventions in
@@ -18,7 +19,7 @@ from .contribution import METHODS, contribution_map, top_tags
 from .maps import (StepMap, attention_from_attn, attention_map, q2l_from_attn, q2l_tag_maps,
                    resolve_tags, tag_names)
 from .timeaxis import StepTimes, TimeBase, spread_to_frames, step_times, time_base
-from .whole import FileMaps, chunk_starts, explain_array
+from .whole import FileMaps, chunk_starts, explain_array, file_chunks
 
 __all__ = [
     "METHODS",
@@ -31,6 +32,7 @@ __all__ = [
     "chunk_starts",
     "contribution_map",
     "explain_array",
+    "file_chunks",
     "q2l_from_attn",
     "q2l_tag_maps",
     "resolve_tags",

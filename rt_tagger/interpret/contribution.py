@@ -107,9 +107,9 @@ def contribution_map(model: "nn.Module", chunks: Any, *, tags: Any = None,
     """
     import torch
 
-    from .maps import _has_cls_attention
+    from .maps import has_cls_attention
 
-    if not _has_cls_attention(model):
+    if not has_cls_attention(model):
         raise ModelError(f"{type(model).__name__} has no [CLS] self-attention to manipulate "
                          "(contribution maps need spec_att or raw_att)")
     if method not in METHODS:

@@ -53,10 +53,10 @@ class StepMap:
 
 
 def tag_names(model: "nn.Module") -> list[str]:
-    """The model's tag names (checkpoint), or ``tag0 .. tagN-1`` for an untrained model."""
-    ckpt = getattr(model, "checkpoint", None)
-    if ckpt is not None:
-        return list(ckpt.tags)
+    """The model's tag names (``model.cfg.tags``), or ``tag0 .. tagN-1`` for an untrained model."""
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None and cfg.tags is not None:
+        return list(cfg.tags)
     return [f"tag{i}" for i in range(int(model.n_tags))]
 
 
@@ -173,7 +173,7 @@ def attention_map(model: "nn.Module", chunks: Any, *, layer: int | None = -1,
     :func:`attention_from_attn` for ``layer``, ``heads``, ``start`` and the result."""
     import torch
 
-    if not _has_cls_attention(model):
+    if not has_cls_attention(model):
         raise ModelError(f"{type(model).__name__} has no [CLS] self-attention (attention maps "
                          "need spec_att or raw_att; q2l: use q2l_tag_maps)")
     x, batched = as_batch(model, chunks)
@@ -185,7 +185,8 @@ def attention_map(model: "nn.Module", chunks: Any, *, layer: int | None = -1,
     return out
 
 
-def _has_cls_attention(model: "nn.Module") -> bool:
+def has_cls_attention(model: "nn.Module") -> bool:
+    """True for models whose back-end is the [CLS] self-attention (spec_att, raw_att, musicnn_att)."""
     from ..models.attention import AttentionBackend
 
     return isinstance(getattr(model, "backend", None), AttentionBackend)

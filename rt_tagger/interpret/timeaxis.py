@@ -43,37 +43,25 @@ class TimeBase:
 
 
 def time_base(model: "nn.Module", logmel: LogMelConfig | None = None) -> TimeBase:
-    """The model's time base: its checkpoint's log-mel settings, else its registered
-    architecture's, else ``logmel`` (which also overrides both). Waveform models use the
-    checkpoint's sample rate (16 kHz without one) and ``logmel`` only for display frames."""
+    """The model's time base, from its description ``model.cfg`` (every model the factory
+    builds has one; see :class:`~rt_tagger.models.cfg.ModelCfg`); ``logmel`` overrides its
+    log-mel settings. Waveform models use ``logmel`` (default: the library's log-mel at the
+    model's rate) only for display frames."""
     kind = getattr(model, "input_kind", None)
     if kind not in ("logmel", "waveform"):
         raise ModelError(f"{type(model).__name__} does not say its input kind "
                          "(model.input_kind 'logmel' or 'waveform')")
-    ckpt = getattr(model, "checkpoint", None)
-    config = logmel
-    if config is None and ckpt is not None:
-        config = ckpt.logmel_config
-    if config is None and kind == "logmel":
-        config = _registered_logmel(model)
+    cfg = getattr(model, "cfg", None)
+    config = logmel if logmel is not None else (cfg.logmel if cfg is not None else None)
     if kind == "logmel":
         if config is None:
-            raise ConfigError(f"cannot tell the log-mel settings of {type(model).__name__}; "
-                              "pass logmel=LogMelConfig(...)")
+            raise ConfigError(f"cannot tell the log-mel settings of {type(model).__name__} "
+                              "(no model.cfg: build it with create_model); pass "
+                              "logmel=LogMelConfig(...)")
         return TimeBase(config, config.sample_rate, "frames")
-    rate = int(ckpt.sample_rate) if ckpt is not None else WAVEFORM_RATE
+    rate = int(cfg.sample_rate) if cfg is not None else WAVEFORM_RATE
     config = config or LogMelConfig(sample_rate=rate)
     return TimeBase(config, rate, "samples")
-
-
-def _registered_logmel(model: "nn.Module") -> LogMelConfig | None:
-    """Log-mel preset of the architecture(s) registered from the model's module, if unique."""
-    from ..models import get_arch, list_models
-
-    found = {get_arch(name).logmel for name in list_models(pretrained=False)
-             if get_arch(name).factory.__module__ == type(model).__module__}
-    found.discard(None)
-    return found.pop() if len(found) == 1 else None
 
 
 @dataclass(frozen=True)

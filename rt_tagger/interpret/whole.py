@@ -1,5 +1,9 @@
 """Whole-file interpretation: slide model-sized chunks over a file, put every chunk's maps on
-the file's absolute frame axis and average where chunks overlap."""
+the file's absolute frame axis and average where chunks overlap.
+
+The chunks are the live tagger's (:mod:`rt_tagger.chunker`): starts ``0, hop, 2 hop, ...``
+while a whole chunk fits, one chunk padded with the log-mel of silence for a file shorter
+than a chunk; frames after the last whole chunk are seen by no chunk (NaN in the maps)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,17 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..chunker import chunk_starts, pad_value
 from ..errors import AudioInputError, ConfigError
 from ..features.config import LogMelConfig
 from .contribution import contribution_map
-from .maps import (StepMap, _has_cls_attention, as_batch, attention_from_attn, forward,
+from .maps import (StepMap, has_cls_attention, as_batch, attention_from_attn, forward,
                    q2l_from_attn, resolve_tags, tag_names)
 from .timeaxis import TimeBase, spread_to_frames, time_base
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-__all__ = ["FileMaps", "chunk_starts", "explain_array"]
+__all__ = ["FileMaps", "chunk_starts", "explain_array", "file_chunks"]
 
 
 @dataclass
@@ -44,24 +49,15 @@ class FileMaps:
     base: TimeBase | None = field(default=None, repr=False)
 
 
-def chunk_starts(n: int, length: int, hop: int) -> np.ndarray:
-    """Starts of chunks of ``length`` every ``hop`` over ``n`` units, plus one chunk flush with
-    the end so the tail is covered (a single start 0 when ``n <= length``)."""
-    if n <= length:
-        return np.zeros(1, dtype=np.int64)
-    starts = np.arange(0, n - length + 1, hop, dtype=np.int64)
-    if starts[-1] != n - length:
-        starts = np.append(starts, n - length)
-    return starts
-
-
-def _pad(x: np.ndarray, length: int) -> np.ndarray:
-    """Pad a too-short input at the end with its minimum (silence on a log scale) / zeros."""
-    if x.shape[0] >= length:
-        return x
-    fill = float(x.min()) if x.ndim == 2 else 0.0
-    pad = np.full((length - x.shape[0],) + x.shape[1:], fill, dtype=np.float32)
-    return np.concatenate([x, pad])
+def file_chunks(x: np.ndarray, length: int, hop: int, pad: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(starts, padded input)``: the chunk starts of a whole input ``x`` (``chunk_starts``)
+    and ``x`` padded at the end with ``pad`` to at least one chunk; chunk ``i`` is
+    ``padded[starts[i]:starts[i] + length]``."""
+    starts = chunk_starts(x.shape[0], length, hop)
+    if x.shape[0] < length:
+        fill = np.full((length - x.shape[0],) + x.shape[1:], pad, dtype=np.float32)
+        x = np.concatenate([x, fill])
+    return starts, x
 
 
 def explain_array(model: "nn.Module", x: Any, *, hop: int | None = None,
@@ -72,9 +68,11 @@ def explain_array(model: "nn.Module", x: Any, *, hop: int | None = None,
     ``x``: the file's log-mel ``(frames, n_mels)`` (log-mel models) or waveform ``(samples,)``
     (waveform models), starting at time 0. ``hop``: chunk hop in input units (default half a
     chunk). ``tags``: names/indices of the per-tag map rows (``None``: all tags);
-    ``contribution=False`` skips the contribution map. A file shorter than one chunk is padded
-    at the end (minimum value / zeros); the pad is not in the maps. ``logmel``: overrides the
-    model's log-mel settings (waveform models: the frame axis of the maps).
+    ``contribution=False`` skips the contribution map. The chunks are those the live tagger
+    cuts with the same hop (see :func:`file_chunks`): a file shorter than one chunk is padded at
+    the end (the log-mel of silence / zeros) and the pad is not in the maps; frames after the
+    last whole chunk are NaN. ``logmel``: overrides the model's log-mel settings (waveform
+    models: the frame axis of the maps).
     """
     x = np.asarray(x, dtype=np.float32)
     length = int(model.input_length)
@@ -92,11 +90,10 @@ def explain_array(model: "nn.Module", x: Any, *, hop: int | None = None,
     n_frames = n if base.unit == "frames" else 1 + n // unit
     names = tag_names(model)
     sel = resolve_tags(tags, names)
-    xp = _pad(x, length)
-    starts = chunk_starts(n, length, int(hop))
+    starts, xp = file_chunks(x, length, int(hop), pad_value(base.logmel if want == 2 else None))
     from ..models.q2l import Q2L
 
-    kind = "cls" if _has_cls_attention(model) else ("q2l" if isinstance(model, Q2L) else None)
+    kind = "cls" if has_cls_attention(model) else ("q2l" if isinstance(model, Q2L) else None)
 
     taggram: list[np.ndarray] = []
     acc: dict[str, np.ndarray] = {}

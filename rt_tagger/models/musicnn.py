@@ -25,27 +25,9 @@ from torch import nn
 from ..errors import ConfigError
 from ..features.config import MUSICNN
 from .registry import register_model, register_pretrained
+from .tags import MSD_TAGS, MTT_TAGS  # noqa: F401 - re-exported (converters, training.data.mtat)
 
 TF_BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default epsilon
-
-#: Tag lists of the two pretrained models, in the wheel's output order (musicnn/configuration.py).
-MTT_TAGS = (
-    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
-    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
-    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman",
-    "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice",
-    "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
-    "weird", "country", "metal", "female voice", "choral",
-)
-MSD_TAGS = (
-    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
-    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists",
-    "classic rock", "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill",
-    "instrumental", "punk", "oldies", "blues", "hard rock", "ambient", "acoustic", "experimental",
-    "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country", "easy listening", "sexy",
-    "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop",
-    "sad", "House", "happy",
-)
 
 FEATURE_NAMES = ("timbral", "temporal", "cnn1", "cnn2", "cnn3", "mean_pool", "max_pool", "penultimate")
 
@@ -214,9 +196,13 @@ class MusiCNN(MusicnnBody):
 
 
 @register_model("musicnn", logmel=MUSICNN)
-def musicnn(**kwargs) -> MusiCNN:
+def musicnn(*, n_tags: int = 50, n_mels: int = 96, input_length: int = 187,
+            frontend_scale: float = 1.6, midend_filters: int = 64,
+            backend_units: int = 200) -> MusiCNN:
     """musicnn (Pons & Serra 2019); see :class:`MusiCNN` for the arguments."""
-    return MusiCNN(**kwargs)
+    return MusiCNN(n_tags=n_tags, n_mels=n_mels, input_length=input_length,
+                   frontend_scale=frontend_scale, midend_filters=midend_filters,
+                   backend_units=backend_units)
 
 
 register_pretrained("musicnn.mtat", arch="musicnn", filename="musicnn_mtat.safetensors",

@@ -100,9 +100,10 @@ class MusicnnVGG(nn.Module):
 
 
 @register_model("musicnn_vgg", logmel=MUSICNN)
-def musicnn_vgg(**kwargs) -> MusicnnVGG:
+def musicnn_vgg(*, n_tags: int = 50, n_mels: int = 96, input_length: int = 187,
+                filters: int = 128) -> MusicnnVGG:
     """musicnn's VGG baseline (Pons & Serra 2019); see :class:`MusicnnVGG` for the arguments."""
-    return MusicnnVGG(**kwargs)
+    return MusicnnVGG(n_tags=n_tags, n_mels=n_mels, input_length=input_length, filters=filters)
 
 
 register_pretrained("musicnn_vgg.mtat", arch="musicnn_vgg", filename="musicnn_vgg_mtat.safetensors",

@@ -1,28 +1,32 @@
-"""Model registry: architectures by name, pretrained checkpoints by name, checkpoints by path.
+"""Model registry: architectures and pretrained entries by name. Names only, no I/O, no torch.
 
-Architectures register a factory ``fn(**kwargs) -> nn.Module``::
+Architectures register a factory ``fn(*, n_tags, input_length, [n_mels], ...) -> nn.Module``::
 
     @register_model("spec_att", logmel=SPEC_ATT_DB)
-    def spec_att(**kwargs): ...
+    def spec_att(*, n_mels=96, input_length=256, n_tags=50, ...): ...
 
-Pretrained entries point at a self-describing checkpoint shipped as package data in
-``rt_tagger/weights/<filename>`` (see :mod:`rt_tagger.checkpoint`)::
+The factory's keyword arguments follow one convention, so that a model's description
+(:class:`~.cfg.ModelCfg`) follows from its arguments without building it:
+``get_arch(name).cfg(**kwargs)``. ``input_length`` is the chunk length (frames or samples),
+``n_tags`` the number of outputs and, for log-mel models, ``n_mels`` (if the factory has it)
+the number of mel bands of the registered log-mel preset.
+
+Pretrained entries name a self-describing checkpoint shipped in ``rt_tagger/weights``::
 
     register_pretrained("musicnn.mtat", arch="musicnn", filename="musicnn_mtat.safetensors")
 
-``create_model(name)`` accepts an architecture name, a pretrained name or a checkpoint path.
+Building models and reading weights is the factory's job (:mod:`rt_tagger.factory`).
 """
 from __future__ import annotations
 
-import importlib.resources
 import inspect
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ConfigError, ModelError
 from ..features.config import LogMelConfig
+from .cfg import ModelCfg
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -30,14 +34,17 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ArchEntry",
     "PretrainedEntry",
-    "create_model",
-    "default_logmel",
     "get_arch",
+    "get_pretrained",
     "list_models",
-    "pretrained_path",
     "register_model",
     "register_pretrained",
 ]
+
+#: Sample rate of waveform architectures (log-mel ones take their preset's).
+WAVEFORM_RATE = 16000
+#: Keyword arguments every architecture factory takes (with defaults).
+REQUIRED_ARGS = ("n_tags", "input_length")
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,37 @@ class ArchEntry:
     name: str
     factory: Callable[..., "nn.Module"]
     logmel: LogMelConfig | None
+    sample_rate: int = WAVEFORM_RATE
+
+    @property
+    def input_kind(self) -> str:
+        return "waveform" if self.logmel is None else "logmel"
+
+    def bind(self, **kwargs: Any) -> dict[str, Any]:
+        """All arguments of ``factory(**kwargs)``, defaults filled in; :class:`ConfigError`
+        naming the accepted ones for an unknown argument."""
+        sig = inspect.signature(self.factory)
+        try:
+            bound = sig.bind(**kwargs)
+        except TypeError as exc:  # unknown or positional-only argument
+            raise ConfigError(f"bad arguments for model {self.name!r}: {exc}; accepted: "
+                              f"{', '.join(sig.parameters)}") from None
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def cfg(self, **kwargs: Any) -> ModelCfg:
+        """The description of ``factory(**kwargs)``, without building it (no tag names yet)."""
+        args = self.bind(**kwargs)
+        logmel = self.logmel
+        n_mels = args.get("n_mels")
+        if logmel is not None and n_mels is not None and n_mels != logmel.n_mels:
+            if not (isinstance(n_mels, int) and not isinstance(n_mels, bool) and n_mels >= 1):
+                raise ConfigError(f"{self.name}: n_mels must be a positive integer, got {n_mels!r}")
+            logmel = logmel.replace(n_mels=n_mels)
+        return ModelCfg(arch=self.name, args=dict(kwargs), input_kind=self.input_kind,
+                        input_length=args["input_length"],
+                        sample_rate=self.sample_rate if logmel is None else logmel.sample_rate,
+                        logmel=logmel, n_tags=args["n_tags"])
 
 
 @dataclass(frozen=True)
@@ -73,12 +111,22 @@ def _same_origin(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
     return key(a) == key(b)
 
 
+def _check_signature(name: str, fn: Callable[..., Any]) -> None:
+    params = inspect.signature(fn).parameters
+    lacking = [a for a in REQUIRED_ARGS
+               if a not in params or params[a].default is inspect.Parameter.empty]
+    if lacking:
+        raise ModelError(f"model {name!r}: the factory {fn.__qualname__} needs keyword "
+                         f"argument(s) {', '.join(lacking)} with defaults")
+
+
 def register_model(
-    name: str, *, logmel: LogMelConfig | None = None
+    name: str, *, logmel: LogMelConfig | None = None, sample_rate: int = WAVEFORM_RATE
 ) -> Callable[[Callable[..., "nn.Module"]], Callable[..., "nn.Module"]]:
     """Decorator registering ``fn(**kwargs) -> nn.Module`` as architecture ``name``.
 
-    ``logmel``: recommended features for a spectrogram model (``None`` for waveform input).
+    ``logmel``: recommended features for a spectrogram model (``None`` for waveform input, at
+    ``sample_rate`` Hz).
     """
     if not isinstance(name, str) or not name or "/" in name or os.sep in name:
         raise ConfigError(f"invalid model name {name!r}: need a non-empty name without slashes")
@@ -89,7 +137,8 @@ def register_model(
             raise ModelError(f"model name {name!r} is already registered by {old.factory.__module__}")
         if name in _PRETRAINED:
             raise ModelError(f"model name {name!r} is already a pretrained entry")
-        _ARCHS[name] = ArchEntry(name, fn, logmel)
+        _check_signature(name, fn)
+        _ARCHS[name] = ArchEntry(name, fn, logmel, sample_rate)
         return fn
 
     return decorator
@@ -99,7 +148,7 @@ def register_pretrained(name: str, *, arch: str, filename: str, description: str
     """Register pretrained weights ``rt_tagger/weights/<filename>`` for architecture ``arch``.
 
     The first entry registered for an architecture is its default for
-    ``create_model(arch, pretrained=True)``. The file is only opened by :func:`create_model`.
+    ``create_model(arch, pretrained=True)``. The file is only opened by the factory.
     """
     if not isinstance(name, str) or not name or "/" in name or os.sep in name:
         raise ConfigError(f"invalid pretrained name {name!r}: need a non-empty name without slashes")
@@ -119,10 +168,6 @@ def list_models(pretrained: bool | None = None) -> list[str]:
     return sorted(_PRETRAINED if pretrained else _ARCHS)
 
 
-def _known() -> str:
-    return ", ".join(list_models()) or "(none registered)"
-
-
 def get_arch(name: str) -> ArchEntry:
     """The registered architecture ``name``; :class:`ModelError` listing the known ones if not."""
     entry = _ARCHS.get(name)
@@ -132,83 +177,16 @@ def get_arch(name: str) -> ArchEntry:
     return entry
 
 
-def default_logmel(name: str) -> LogMelConfig | None:
-    """Recommended log-mel features of an architecture or pretrained entry (None: waveform)."""
-    if name in _PRETRAINED:
-        from ..checkpoint import load_checkpoint
-
-        return load_checkpoint(pretrained_path(name)).logmel_config
-    return get_arch(name).logmel
-
-
-def pretrained_path(name: str) -> Path:
-    """Filesystem path of a pretrained entry's checkpoint (package data ``rt_tagger/weights``)."""
+def get_pretrained(name: str) -> PretrainedEntry:
+    """The pretrained entry ``name`` (or, for an architecture name, its default entry);
+    :class:`ModelError` listing the pretrained models if there is none."""
     entry = _PRETRAINED.get(name)
+    if entry is None and name in _ARCHS:
+        entry = next((p for p in _PRETRAINED.values() if p.arch == name), None)
+        if entry is None:
+            raise ModelError(f"architecture {name!r} has no pretrained weights; pretrained "
+                             f"models: {', '.join(list_models(pretrained=True)) or '(none)'}")
     if entry is None:
         raise ModelError(f"unknown pretrained model {name!r}; known pretrained models: "
                          f"{', '.join(list_models(pretrained=True)) or '(none registered)'}")
-    res = importlib.resources.files("rt_tagger").joinpath("weights", entry.filename)
-    # rt_tagger is installed as a plain directory (wheel or editable), so this is a real path.
-    return Path(str(res))
-
-
-def _looks_like_path(name: str) -> bool:
-    return "/" in name or os.sep in name or name.endswith(".safetensors") or os.path.isfile(name)
-
-
-def create_model(name: str | os.PathLike[str], pretrained: bool = False, **kwargs: Any) -> "nn.Module":
-    """Build a model by architecture name, pretrained name or checkpoint path.
-
-    * architecture (``"spec_att"``): a freshly initialised model in train mode, built with
-      ``kwargs``; ``pretrained=True`` loads that architecture's default pretrained entry.
-    * pretrained entry (``"musicnn.mtat"``): pretrained is implied.
-    * path to a ``.safetensors`` checkpoint.
-
-    Models built from weights are returned in eval mode with weights loaded strictly; they carry
-    ``model.checkpoint``, the :class:`~rt_tagger.checkpoint.Checkpoint` description (tags, sample
-    rate, log-mel parameters, thresholds, provenance) without its tensors.
-    """
-    from ..checkpoint import load_checkpoint
-
-    if isinstance(name, os.PathLike):
-        name = os.fspath(name)
-    if not isinstance(name, str) or not name:
-        raise ModelError(f"model name must be a non-empty string, got {name!r}")
-
-    if name in _PRETRAINED or (name in _ARCHS and pretrained):
-        if kwargs:
-            raise ModelError(f"pretrained model {name!r} takes no architecture arguments "
-                             f"(got {', '.join(sorted(kwargs))}); its checkpoint defines them")
-        if name in _ARCHS:
-            entries = [p for p in _PRETRAINED.values() if p.arch == name]
-            if not entries:
-                raise ModelError(f"architecture {name!r} has no pretrained weights; pretrained "
-                                 f"models: {', '.join(list_models(pretrained=True)) or '(none)'}")
-            name = entries[0].name
-        path = pretrained_path(name)
-        if not path.is_file():
-            raise ModelError(f"weights of pretrained model {name!r} are missing: {path} "
-                             "(reinstall rt-tagger or pass a checkpoint path)")
-        ckpt = load_checkpoint(path)
-        if ckpt.arch != _PRETRAINED[name].arch:
-            raise ModelError(f"pretrained model {name!r} should be arch {_PRETRAINED[name].arch!r} "
-                             f"but its checkpoint {path} holds {ckpt.arch!r}")
-        return ckpt.build_model()
-
-    if name in _ARCHS:
-        entry = _ARCHS[name]
-        try:
-            inspect.signature(entry.factory).bind(**kwargs)
-        except TypeError as exc:  # unknown or positional-only argument
-            raise ConfigError(f"bad arguments for model {name!r}: {exc}; accepted: "
-                              f"{', '.join(inspect.signature(entry.factory).parameters)}") from None
-        return entry.factory(**kwargs)
-
-    if _looks_like_path(name):
-        if kwargs:
-            raise ModelError(f"a checkpoint path takes no architecture arguments "
-                             f"(got {', '.join(sorted(kwargs))})")
-        return load_checkpoint(name).build_model()
-
-    raise ModelError(f"unknown model {name!r}; known models: {_known()} "
-                     "(or pass the path of a .safetensors checkpoint)")
+    return entry

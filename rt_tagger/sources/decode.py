@@ -92,10 +92,15 @@ class AudioInfo:
 
 
 class Decoder:
-    """Opens ``target`` (path or URL) and iterates over float32 ``(frames, channels)`` blocks."""
+    """Opens ``target`` (path or URL) and iterates over float32 ``(frames, channels)`` blocks.
+
+    ``backend``: ``"auto"`` (soundfile for the files it reads, else PyAV), or ``"pyav"`` to
+    decode a file through FFmpeg even when soundfile could read it."""
 
     def __init__(self, target: str | os.PathLike[str], *, block_frames: int = 4096,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, backend: str = "auto") -> None:
+        if backend not in ("auto", "pyav"):
+            raise AudioFileError(f"unknown decoder backend {backend!r}; choose auto or pyav")
         self.target = os.fspath(target)
         self.block_frames = block_frames
         self.timeout = timeout
@@ -112,7 +117,7 @@ class Decoder:
                 raise AudioFileError(f"{self.target} is a directory, not an audio file")
             if path.stat().st_size == 0:
                 raise AudioFileError(f"{self.target} is empty (0 bytes)")
-            self._sf = _try_soundfile(self.target)
+            self._sf = _try_soundfile(self.target) if backend == "auto" else None
         if self._sf is not None:
             f = self._sf
             self.info = AudioInfo(int(f.samplerate), int(f.channels), int(f.frames), "soundfile")
@@ -198,6 +203,8 @@ def _pyav_blocks(container, target: str, channels: int) -> Iterator[np.ndarray]:
         for frame in container.decode(stream):
             for out in resampler.resample(frame):
                 yield out.to_ndarray().reshape(-1, channels).astype(np.float32, copy=False)
+        for out in resampler.resample(None):  # what the resampler still holds
+            yield out.to_ndarray().reshape(-1, channels).astype(np.float32, copy=False)
     except av.error.EOFError:
         return
     except Exception as exc:
@@ -210,16 +217,20 @@ def _av_reason(exc: Exception) -> str:
 
 
 def read_audio(target: str | os.PathLike[str], *, sample_rate: int | None = 16000,
-               mono: bool = True) -> tuple[np.ndarray, int]:
+               mono: bool = True, backend: str = "auto") -> tuple[np.ndarray, int]:
     """Whole file (or stream until it ends) as float32; resampled with soxr when asked.
 
-    Returns ``(audio, rate)``: ``(n,)`` when ``mono`` (channels averaged), else ``(n, channels)``.
+    The one whole-file decoder of rt-tagger: the runtime's :class:`Decoder` (soundfile, else
+    PyAV/FFmpeg), channels averaged, soxr's high-quality resampler. ``explain`` and training
+    read files with it. Returns ``(audio, rate)``: ``(n,)`` when ``mono``, else
+    ``(n, channels)``. A file without a single sample is an :class:`AudioFileError`.
     """
-    with Decoder(target) as dec:
+    with Decoder(target, backend=backend) as dec:
         blocks = list(dec.blocks())
         rate = dec.info.sample_rate
-        ch = dec.info.channels
-    y = np.concatenate(blocks) if blocks else np.zeros((0, ch), np.float32)
+    if not blocks or not sum(b.shape[0] for b in blocks):
+        raise AudioFileError(f"{redact(os.fspath(target))} contains no audio samples")
+    y = np.concatenate(blocks)
     if mono:
         y = y.mean(axis=1, dtype=np.float32) if y.shape[1] > 1 else y[:, 0]
     if sample_rate is not None and rate != sample_rate and y.shape[0]:

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from rt_tagger.chunker import chunk_starts as live_chunk_starts
 from rt_tagger.features import LogMel, LogMelConfig
 
 from .common import SPLITS, DatasetError
 from .prepare import FORMAT, RAW, feature_id
 
-__all__ = ["FeatureStore", "Prepared", "chunk_starts"]
+__all__ = ["FeatureStore", "Prepared", "chunk_starts", "take"]
 
 
 class FeatureStore:
@@ -56,29 +57,34 @@ class FeatureStore:
     def chunk(self, i: int, start: int, length: int) -> np.ndarray:
         """``length`` steps from ``start`` (clips shorter than ``length`` are tiled)."""
         if self.logmel is not None:
-            return _take(self.clip(i), start, length)
+            return take(self.clip(i), start, length)
         a = self.raw(i)
         if start + length <= a.shape[0]:
             a = a[start:start + length]
             return a.astype(np.float32) / np.float32(32767.0) if a.dtype == np.int16 else \
                 np.array(a, np.float32)
-        return _take(self.clip(i), start, length)
+        return take(self.clip(i), start, length)
 
 
-def _take(a: np.ndarray, start: int, length: int) -> np.ndarray:
+def take(a: np.ndarray, start: int, length: int) -> np.ndarray:
+    """``a[start:start + length]`` as float32, the clip tiled when it is too short."""
     if a.shape[0] >= start + length:
         return np.array(a[start:start + length], np.float32)
     reps = -(-(start + length) // max(a.shape[0], 1))
     return np.array(np.concatenate([a] * reps)[start:start + length], np.float32)
 
 
+_take = take  # the former private name (training/report.py imports it)
+
+
 def chunk_starts(n: int, length: int, n_chunks: int) -> np.ndarray:
-    """Song-level evaluation chunks: ``n_chunks`` evenly spaced starts, or every
-    non-overlapping chunk when ``n_chunks`` is 0 (one chunk for a clip of at most ``length``)."""
-    last = max(n - length, 0)
+    """Song-level evaluation chunks of a clip of ``n`` steps: with ``n_chunks`` 0, exactly the
+    live tagger's non-overlapping chunks (:func:`rt_tagger.chunker.chunk_starts` with hop
+    ``length``: one chunk for a clip of at most ``length``, the tail after the last whole chunk
+    dropped); otherwise a sample of ``n_chunks`` evenly spaced starts over the clip."""
     if n_chunks <= 0:
-        return np.arange(0, last + 1, length) if last else np.zeros(1, np.int64)
-    return np.linspace(0, last, n_chunks).round().astype(np.int64)
+        return live_chunk_starts(n, length, length)
+    return np.linspace(0, max(n - length, 0), n_chunks).round().astype(np.int64)
 
 
 class Prepared:
