@@ -1,6 +1,6 @@
 """The attention of every chunk the window has seen, on one time grid (no Qt here).
 
-Each new :class:`~rt_tagger.aggregator.AttentionOverlay` (one per chunk: the aggregator
+Each new :class:`~rt_tagger.stream.attention.AttentionOverlay` (one per chunk: the aggregator
 places the chunk's ``T`` steps over its span, step ``t`` of spec_att on the chunk's input
 frame ``t``) is normalised by its own mean (:func:`rt_tagger.interpret.display.relative`) and
 spread over grid cells by overlap, like :func:`rt_tagger.interpret.explain_array` does for
@@ -57,7 +57,9 @@ class AttentionTrack:
             self.reset()
             self.kind = overlay.kind
             self.sums = np.zeros((w.shape[0], self.size))
-        x = times / self.cell  # step edges in absolute cell coordinates
+        # Step edges in cell coordinates: cell k is frame k, whose centre lies at k * cell
+        # seconds (the frame coordinates of rt_tagger.interpret.timeaxis: x = t / cell + 0.5).
+        x = times / self.cell + 0.5
         lo, hi = int(math.floor(x[0])), int(math.ceil(x[-1]))
         if self.chunks == 0:
             self.first = max(0, hi - self.size)

@@ -6,31 +6,41 @@ threads joined) before starting the new one, so restarts never leak capture thre
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
+from rt_tagger.config import StreamConfig
 from rt_tagger.errors import RtTaggerError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Settings:
-    """What a session is built from. ``source``: path/URL or ``device:INDEX``."""
+    """What a session is built from: ``source`` (path/URL or ``device:INDEX``), how it is read
+    (``realtime``, ``channel``) and the stream settings, ``config``
+    (:class:`~rt_tagger.config.StreamConfig`). ``Settings(source, model=..., hop=...)`` and
+    ``settings.model`` reach the config's fields directly."""
 
     source: str
-    model: str
-    backend: str = "auto"
-    hop: float | str = 0.5
-    horizon: float = 3.0
-    threshold: float | None = None  # None: the model's per-tag thresholds (else 0.5)
-    aggregation: str = "mean"
-    min_duration: float = 1.0
-    topk: int = 5
-    threads: int | None = None
-    realtime: bool = False
-    channel: int | None = None
+    config: StreamConfig
+    realtime: bool
+    channel: int | None
+
+    def __init__(self, source: str, config: StreamConfig | None = None, *, realtime: bool = False,
+                 channel: int | None = None, **stream) -> None:
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "config", (config or StreamConfig()).replace(**stream))
+        object.__setattr__(self, "realtime", bool(realtime))
+        object.__setattr__(self, "channel", channel)
+
+    def __getattr__(self, name: str):
+        if name in StreamConfig.names():
+            return getattr(self.config, name)
+        raise AttributeError(name)
 
     def replace(self, **changes) -> "Settings":
-        return dataclasses.replace(self, **changes)
+        own = {k: changes.pop(k) for k in ("source", "realtime", "channel") if k in changes}
+        return Settings(own.get("source", self.source), self.config.replace(**changes),
+                        realtime=own.get("realtime", self.realtime),
+                        channel=own.get("channel", self.channel))
 
 
 def source_spec(source) -> str:
@@ -42,18 +52,17 @@ def source_spec(source) -> str:
 
 def settings_of(tagger, pipe) -> Settings:
     """The settings an existing tagger and (not yet started) pipeline were built with."""
-    agg = pipe.aggregator
-    return Settings(source=source_spec(pipe.source), model=tagger.model,
-                    backend=tagger.engine.name, hop=round(tagger.hop_seconds, 6),
-                    horizon=agg.horizon, threshold=tagger.threshold, aggregation=agg.mode,
-                    min_duration=agg.min_duration, topk=agg.topk,
+    return Settings(source_spec(pipe.source),
+                    tagger.config.replace(model=tagger.model, backend=tagger.engine.name,
+                                          hop=round(tagger.hop_seconds, 6)),
                     realtime=bool(getattr(pipe.source, "realtime", False)),
                     channel=getattr(pipe.source, "channel", None))
 
 
 class Session:
-    """A tagger and its pipeline. :meth:`drain` forwards the pipeline's messages (to the JSONL
-    writer if any) without blocking; :meth:`close` stops capture and joins every thread."""
+    """A tagger and its one-source session (``pipe``). :meth:`drain` forwards its messages (to
+    ``jsonl``: anything with ``write(msg)``, the CLI's outputs) without blocking;
+    :meth:`close` stops capture and joins every thread."""
 
     def __init__(self, tagger, pipe, settings: Settings, status: dict | None = None,
                  jsonl=None) -> None:
@@ -71,10 +80,7 @@ class Session:
         """Builds the tagger and pipeline (model loaded, source opened, nothing started)."""
         from rt_tagger.tagger import Tagger
 
-        tagger = Tagger(settings.model, backend=settings.backend, hop=settings.hop,
-                        aggregation=settings.aggregation, horizon=settings.horizon,
-                        threshold=settings.threshold, min_duration=settings.min_duration,
-                        topk=settings.topk, threads=settings.threads)
+        tagger = Tagger(None, settings.config)
         try:
             status, pipe = tagger.open_stream(settings.source, realtime=settings.realtime,
                                               channel=settings.channel)
@@ -84,8 +90,6 @@ class Session:
         return cls(tagger, pipe, settings, status, jsonl)
 
     def start(self) -> None:
-        if self.jsonl is not None:
-            self.jsonl.write(self.status)
         self.started = True
         self.pipe.start()
 
@@ -121,7 +125,7 @@ class Session:
         return self.pipe.snapshot()
 
     def threads(self) -> list:
-        return list(self.pipe._threads)
+        return self.pipe.threads()
 
     def close(self) -> None:
         """Stops capture, joins the pipeline threads, releases the engine. Idempotent."""

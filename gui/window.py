@@ -135,18 +135,12 @@ class LiveWindow(QtWidgets.QMainWindow):
                 strip.set_values(res.tag, res.values, res.edges, "contribution")
 
     def _request(self, snap, att, name: str) -> Request | None:
-        """The chunk the engine saw last, cut from the snapshot's log-mel frames."""
+        """The chunk the engine saw last (the overlay carries it), for the selected tag."""
         s = self.session
-        if s is None or s.tagger.logmel_config is None:
+        if s is None or att.chunk is None or s.tagger.logmel_config is None:
             return None
-        fs = snap.frame_seconds
-        length = s.tagger.chunk_units
-        i0 = int(round(att.times[0] / fs)) - int(round(snap.logmel_t0 / fs))
-        if i0 < 0 or i0 + length > snap.logmel.shape[0]:
-            return None  # chunk scrolled out of the history (or padded): keep the last strip
-        chunk = snap.logmel[i0:i0 + length]
-        key = (s.settings.model, round(float(att.times[0]), 4), name)
-        return Request(s.settings.model, chunk, float(att.times[0]), name, key)
+        key = (s.settings.model, round(float(att.start), 4), name)
+        return Request(s.settings.model, att.chunk, float(att.start), name, key)
 
     # ---- controls ----------------------------------------------------------------------------------
     def select_tag(self, index: int) -> None:

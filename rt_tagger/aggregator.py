@@ -1,9 +1,10 @@
 """Rolling aggregation of chunk predictions: smoothed tag probabilities, top-k, tag events.
 
-The inference thread calls :meth:`Aggregator.add` once per chunk; the feature thread calls
-:meth:`Aggregator.add_frames` with new log-mel frames. Everything downstream (terminal, JSONL,
-GUI) only reads: either the messages ``add`` returns, or a :meth:`snapshot` (a consistent copy
-taken under the lock, safe to read from any thread).
+The inference stage calls :meth:`Aggregator.add` once per chunk, in order, and gets back the
+chunk's :class:`~rt_tagger.messages.Update` and any ``tag_on``/``tag_off``
+:class:`~rt_tagger.messages.Event`. That is all it does: smoothing and events. Readers (GUI,
+HTTP status) take a :meth:`snapshot` (a consistent copy taken under the lock, safe from any
+thread); the stream stage adds the spectrogram, attention and health to it.
 """
 from __future__ import annotations
 
@@ -15,39 +16,36 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ConfigError
+from .messages import Event, Update
+from .config import AGGREGATIONS as MODES
+from .config import SILENCE_DB
 
-MODES = ("mean", "ema", "max")
-#: Default silence gate (dBFS RMS over a chunk): below it no tag is switched on. Digital
-#: silence and room tone (about -60 dBFS) stay under it; quiet music (-45 dBFS and up) does not.
-SILENCE_DB = -55.0
+__all__ = ["MODES", "SILENCE_DB", "Aggregator", "ChunkResult", "Snapshot"]
 
 
 @dataclass
 class ChunkResult:
+    """One tagged chunk as the aggregator takes it. Times are seconds on the source's
+    timeline; ``attention`` is already on the model's time axis, pooled into cells
+    (:func:`rt_tagger.stream.attention.pool_cells`), and ``loudness`` is the source meter's
+    reading; both go into the update as they are."""
+
     index: int
     t_start: float  # seconds of audio since the source started
     t_end: float
     probs: np.ndarray  # (n_tags,)
-    attention: np.ndarray | None = None  # raw engine attention for this chunk (no batch axis)
     latency_ms: float | None = None
     padded: int = 0
     level_db: float | None = None  # RMS level of the chunk's audio (dBFS), for the silence gate
-
-
-@dataclass
-class AttentionOverlay:
-    """Latest attention, aligned to absolute time: ``weights[..., i]`` covers
-    ``[times[i], times[i + 1])`` seconds. ``weights`` is ``(T,)`` for [CLS] self-attention
-    (last layer, summed over heads, Eq. 4 of the Spec_Att paper) or ``(n_tags, T)`` for Q2L
-    per-tag cross-attention (last layer, mean over heads)."""
-
-    times: np.ndarray
-    weights: np.ndarray
-    kind: str  # "cls" or "per_tag"
+    attention: list[float] | None = None
+    loudness: dict | None = None
 
 
 @dataclass
 class Snapshot:
+    """What the GUI draws. The aggregator fills the tag part; the stream stage the rest
+    (spectrogram history, latest attention overlay, the source's health in ``status``)."""
+
     t: float
     tags: list[str]
     probs: np.ndarray
@@ -56,41 +54,12 @@ class Snapshot:
     active: list[str]
     history_t: np.ndarray  # (chunks,) chunk end times
     history: np.ndarray  # (chunks, n_tags) raw chunk probabilities
-    attention: AttentionOverlay | None
-    logmel: np.ndarray  # (frames, n_mels) most recent frames, oldest first
-    logmel_t0: float  # time of logmel[0]
-    frame_seconds: float
     thresholds: np.ndarray
+    attention: object | None = None  # rt_tagger.stream.attention.AttentionOverlay
+    logmel: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), np.float32))
+    logmel_t0: float = 0.0  # time of logmel[0]
+    frame_seconds: float = 0.016
     status: dict = field(default_factory=dict)
-
-
-#: The JSON ``attention`` of an update: at most this many cells over the chunk.
-ATTENTION_CELLS = 64
-
-
-def pool_cells(weights: np.ndarray, cells: int) -> np.ndarray:
-    """Sum ``weights`` (over time) into at most ``cells`` equal spans (fractional edges are
-    split proportionally), so the cells keep the total attention."""
-    w = np.asarray(weights, np.float64)
-    if w.size <= cells:
-        return w
-    cum = np.concatenate([[0.0], np.cumsum(w)])
-    edges = np.linspace(0, w.size, cells + 1)
-    return np.diff(np.interp(edges, np.arange(w.size + 1), cum))
-
-
-def attention_overlay(attn: np.ndarray, t_start: float, t_end: float) -> AttentionOverlay:
-    """Reduce one chunk's raw attention to the overlay the GUI draws."""
-    if attn.ndim == 4 and attn.shape[-1] == attn.shape[-2]:  # (layers, heads, T+1, T+1)
-        weights = attn[-1, :, 0, 1:].sum(axis=0)
-        kind = "cls"
-    elif attn.ndim == 4:  # q2l: (layers, heads, n_tags, T)
-        weights = attn[-1].mean(axis=0)
-        kind = "per_tag"
-    else:
-        raise ValueError(f"unexpected attention shape {attn.shape}")
-    steps = weights.shape[-1]
-    return AttentionOverlay(np.linspace(t_start, t_end, steps + 1), weights.astype(np.float32), kind)
 
 
 class Aggregator:
@@ -101,14 +70,14 @@ class Aggregator:
     stays at or above its threshold for ``min_duration`` seconds, and off when it falls below
     ``off_ratio`` x threshold (hysteresis), so it is reported once, not once per window.
     ``thresholds``: one float for every tag, or a per-tag array (e.g. F1-optimal thresholds
-    stored in the checkpoint).
+    stored in the checkpoint). Chunks below ``silence_db`` (their ``level_db``) switch every
+    tag off and none on. ``source``: the name the messages carry.
     """
 
     def __init__(self, tags: list[str], *, mode: str = "mean", horizon: float = 3.0,
                  thresholds: float | np.ndarray = 0.5, off_ratio: float = 0.8,
                  min_duration: float = 1.0, topk: int = 5, history_seconds: float = 60.0,
-                 logmel_seconds: float = 30.0, frame_seconds: float = 0.016,
-                 n_mels: int | None = None, silence_db: float | None = SILENCE_DB) -> None:
+                 silence_db: float | None = SILENCE_DB, source: str = "main") -> None:
         if mode not in MODES:
             raise ConfigError(f"aggregation must be one of {', '.join(MODES)}, got {mode!r}")
         if not horizon > 0:
@@ -119,6 +88,7 @@ class Aggregator:
             raise ConfigError(f"topk must be >= 1, got {topk!r}")
         if silence_db is not None and not (math.isfinite(silence_db) and -150 <= silence_db <= 0):
             raise ConfigError(f"silence gate must be a level in dBFS between -150 and 0, got {silence_db!r}")
+        self.source = source
         self.silence_db = silence_db
         self.silent = False  # the latest chunk was below the silence gate
         self.tags = list(tags)
@@ -142,31 +112,9 @@ class Aggregator:
         self.t = 0.0
         self._history = collections.deque(maxlen=max(1, int(history_seconds / 0.1)))
         self._history_seconds = history_seconds
-        self._attention: AttentionOverlay | None = None
-        self.frame_seconds = frame_seconds
-        self._n_mels = n_mels
-        cap = max(1, int(round(logmel_seconds / frame_seconds)))
-        self._mel = np.zeros((cap, n_mels or 1), np.float32)
-        self._mel_count = 0  # frames ever added
-        self.status: dict = {}
 
-    # ---- writers ------------------------------------------------------------------------------
-    def add_frames(self, frames: np.ndarray) -> None:
-        """Append log-mel frames (feature thread) to the scrolling history the GUI shows."""
-        if self._n_mels is None or frames.shape[0] == 0:
-            return
-        with self._lock:
-            cap = self._mel.shape[0]
-            frames = frames[-cap:]
-            k = frames.shape[0]
-            pos = self._mel_count % cap
-            first = min(k, cap - pos)
-            self._mel[pos : pos + first] = frames[:first]
-            self._mel[: k - first] = frames[first:]
-            self._mel_count += k
-
-    def add(self, r: ChunkResult) -> tuple[dict, list[dict]]:
-        """Fold one chunk in; returns the ``update`` message and any ``event`` messages."""
+    def add(self, r: ChunkResult) -> tuple[Update, list[Event]]:
+        """Fold one chunk in; returns its ``update`` and any ``tag_on``/``tag_off`` events."""
         with self._lock:
             t = r.t_end
             self.t = t
@@ -176,23 +124,17 @@ class Aggregator:
             self._history.append((t, self.latest))
             while self._history and self._history[0][0] < t - self._history_seconds:
                 self._history.popleft()
-            if r.attention is not None:
-                self._attention = attention_overlay(r.attention, r.t_start, r.t_end)
             self.probs = self._smooth(t, self.latest)
             self.silent = (self.silence_db is not None and r.level_db is not None
                            and r.level_db < self.silence_db)
             events = self._silence_events(t) if self.silent else self._events(t)
-            update = {"type": "update", "t": round(t, 3), "chunk": r.index,
-                      "t_start": round(r.t_start, 3),
-                      "probs": {tag: round(float(p), 4) for tag, p in zip(self.tags, self.probs)},
-                      "top": self._top(), "silence": self.silent}
-            if r.level_db is not None:
-                update["level_db"] = round(max(r.level_db, -200.0), 2)
-            if r.latency_ms is not None:
-                update["latency_ms"] = round(r.latency_ms, 2)
-            if r.attention is not None and self._attention.kind == "cls":
-                cells = pool_cells(self._attention.weights, ATTENTION_CELLS)
-                update["attention"] = [round(float(w), 4) for w in cells]
+            update = Update(
+                source=self.source, t=round(t, 3), chunk=r.index, t_start=round(r.t_start, 3),
+                probs={tag: round(float(p), 4) for tag, p in zip(self.tags, self.probs)},
+                top=self._top(), silence=self.silent,
+                level_db=None if r.level_db is None else round(max(r.level_db, -200.0), 2),
+                latency_ms=None if r.latency_ms is None else round(r.latency_ms, 2),
+                attention=r.attention, loudness=r.loudness)
             return update, events
 
     def _smooth(self, t: float, p: np.ndarray) -> np.ndarray:
@@ -210,7 +152,11 @@ class Aggregator:
         stack = np.stack([q for _, q in self._recent])
         return (stack.max(axis=0) if self.mode == "max" else stack.mean(axis=0)).astype(np.float32)
 
-    def _events(self, t: float) -> list[dict]:
+    def _event(self, t: float, name: str, i: int, **extra) -> Event:
+        return Event(self.source, round(t, 3), name,
+                     {"tag": self.tags[i], "p": round(float(self.probs[i]), 4), **extra})
+
+    def _events(self, t: float) -> list[Event]:
         events = []
         above = self.probs >= self.thresholds
         below_off = self.probs < self.thresholds * self.off_ratio
@@ -219,23 +165,18 @@ class Aggregator:
                 self._since[i] = t
             if t - self._since[i] >= self.min_duration or self.min_duration == 0:
                 self._on[i] = True
-                events.append({"type": "event", "event": "tag_on", "t": round(t, 3),
-                               "tag": self.tags[i], "p": round(float(self.probs[i]), 4),
-                               "since": round(float(self._since[i]), 3)})
+                events.append(self._event(t, "tag_on", i, since=round(float(self._since[i]), 3)))
         self._since[~self._on & ~above] = np.nan
         for i in np.flatnonzero(self._on & below_off):
             self._on[i] = False
             self._since[i] = np.nan
-            events.append({"type": "event", "event": "tag_off", "t": round(t, 3),
-                           "tag": self.tags[i], "p": round(float(self.probs[i]), 4)})
+            events.append(self._event(t, "tag_off", i))
         return events
 
-    def _silence_events(self, t: float) -> list[dict]:
+    def _silence_events(self, t: float) -> list[Event]:
         """Below the silence gate no tag is on: the ones on go off, none starts to count."""
         self._since[:] = np.nan
-        events = [{"type": "event", "event": "tag_off", "t": round(t, 3), "tag": self.tags[i],
-                   "p": round(float(self.probs[i]), 4), "detail": "silence"}
-                  for i in np.flatnonzero(self._on)]
+        events = [self._event(t, "tag_off", i, detail="silence") for i in np.flatnonzero(self._on)]
         self._on[:] = False
         return events
 
@@ -243,11 +184,10 @@ class Aggregator:
         order = np.argsort(-self.probs, kind="stable")[: self.topk]
         return [[self.tags[i], round(float(self.probs[i]), 4)] for i in order]
 
-    def close_events(self, t: float) -> list[dict]:
+    def close_events(self, t: float) -> list[Event]:
         """``tag_off`` for every tag still on when a finite source ends."""
         with self._lock:
-            out = [{"type": "event", "event": "tag_off", "t": round(t, 3), "tag": self.tags[i],
-                    "p": round(float(self.probs[i]), 4)} for i in np.flatnonzero(self._on)]
+            out = [self._event(t, "tag_off", i) for i in np.flatnonzero(self._on)]
             self._on[:] = False
             return out
 
@@ -256,18 +196,13 @@ class Aggregator:
         with self._lock:
             return (self._sum / max(self.chunks, 1)).astype(np.float32)
 
-    def set_status(self, **fields) -> None:
-        """Pipeline status the GUI shows (backend, latency, CPU, overruns, source state)."""
-        with self._lock:
-            self.status.update(fields)
+    def song_top(self, song: np.ndarray) -> list[list]:
+        order = np.argsort(-song, kind="stable")[: self.topk]
+        return [[self.tags[i], round(float(song[i]), 4)] for i in order]
 
     # ---- readers ------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         with self._lock:
-            cap = self._mel.shape[0]
-            have = min(self._mel_count, cap)
-            start = self._mel_count - have
-            idx = (np.arange(start, self._mel_count) % cap) if have else np.zeros(0, int)
             hist_t = np.array([h[0] for h in self._history], np.float32)
             hist = (np.stack([h[1] for h in self._history]) if self._history
                     else np.zeros((0, len(self.tags)), np.float32))
@@ -275,7 +210,5 @@ class Aggregator:
                 t=self.t, tags=self.tags, probs=self.probs.copy(), latest=self.latest.copy(),
                 top=[tuple(x) for x in self._top()],
                 active=[self.tags[i] for i in np.flatnonzero(self._on)],
-                history_t=hist_t, history=hist, attention=self._attention,
-                logmel=self._mel[idx].copy(), logmel_t0=start * self.frame_seconds,
-                frame_seconds=self.frame_seconds, thresholds=self.thresholds.copy(),
-                status=dict(self.status, silence=self.silent))
+                history_t=hist_t, history=hist, thresholds=self.thresholds.copy(),
+                status={"silence": self.silent})

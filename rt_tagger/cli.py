@@ -27,40 +27,22 @@ from .errors import RtTaggerError
 SUBCOMMANDS = ("demo", "models", "export", "explain")
 
 
-def _backend(text: str) -> str:
-    if text in ("auto", "tensorrt", "onnxruntime", "torch") or text.startswith(
-            ("triton://", "triton+http://", "triton+grpc://")):
-        return text
-    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from auto, tensorrt, "
-                                     "onnxruntime, torch, triton[+grpc]://HOST:PORT[/MODEL])")
+def _io_options(p: argparse.ArgumentParser) -> None:
+    """Per-run input and output flags (the stream settings are StreamConfig.add_arguments)."""
+    p.add_argument("--jsonl", metavar="FILE", help="write JSON Lines to FILE ('-' = stdout)")
+    p.add_argument("--csv", metavar="FILE", help="write the taggram (one row per chunk) as CSV (one source)")
+    p.add_argument("--realtime", action="store_true", help="pace a file like a live source")
+    p.add_argument("--record", metavar="WAV", help="also write the audio as tagged (model rate) to WAV (one source)")
+    p.add_argument("--channel", type=int, default=None, help="use one input channel instead of the mix")
+    p.add_argument("--gui", action="store_true", help="open the live window")
+    p.add_argument("--quiet", "-q", action="store_true", help="no terminal view")
 
 
 def _stream_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", default=None,
-                   help="registry name, checkpoint (.safetensors) or .onnx file (default: the embedded model)")
-    p.add_argument("--backend", default="auto", type=_backend, metavar="BACKEND",
-                   help="auto, tensorrt, onnxruntime, torch, or a Triton server: "
-                        "triton://HOST:PORT[/MODEL] (HTTP) or triton+grpc://HOST:PORT[/MODEL]")
-    p.add_argument("--threads", type=int, default=None, help="inference CPU threads")
-    p.add_argument("--hop", default="0.5", help="seconds between chunks, or 'chunk' (default 0.5)")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--threshold", type=float, default=None,
-                   help="tag event threshold (default: per-tag thresholds of the model, else 0.5)")
-    p.add_argument("--aggregation", default="mean", choices=("mean", "ema", "max"))
-    p.add_argument("--horizon", type=float, default=3.0, help="aggregation horizon in seconds")
-    p.add_argument("--min-duration", type=float, default=1.0,
-                   help="seconds a tag must stay above threshold before tag_on")
-    p.add_argument("--jsonl", metavar="FILE", help="write JSON Lines to FILE ('-' = stdout)")
-    p.add_argument("--csv", metavar="FILE", help="write the taggram (one row per chunk) as CSV")
-    p.add_argument("--realtime", action="store_true", help="pace a file like a live source")
-    p.add_argument("--record", metavar="WAV", help="also write the audio as tagged (model rate) to WAV")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of audio")
-    p.add_argument("--channel", type=int, default=None, help="use one input channel instead of the mix")
-    p.add_argument("--gui", action="store_true", help="open the live window")
-    p.add_argument("--silence-gate", default="-55", metavar="DB|off",
-                   help="chunks quieter than this RMS level (dBFS) switch no tag on and are "
-                        "reported as silence (default -55; 'off' disables)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no terminal view")
+    from .config import StreamConfig
+
+    StreamConfig.add_arguments(p)
+    _io_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,98 +63,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run_stream(args: argparse.Namespace, source) -> int:
-    """One source: the terminal view, --jsonl, --csv (and --gui). Returns the exit status:
-    0; 1 if an output was lost (disk full: reported once, the run went on); 128 + signal
-    number after SIGINT/SIGTERM/SIGHUP (drained, summary and outputs written)."""
-    from . import shutdown
-    from .preflight import check_outputs, check_values
-    from .sinks import JsonlWriter, Outputs, TerminalView
-    from .sources import is_url, open_source
-    from .tagger import Tagger, parse_silence_gate
+def _run(args: argparse.Namespace) -> int:
+    """Every source form (FILE, URL, --device, --loopback, --source ..., --config) goes into
+    the one run (:class:`rt_tagger.run.Run`). Returns the exit status: 0; 1 if an output was
+    lost (disk full: reported once, the run went on); 128 + signal number after
+    SIGINT/SIGTERM/SIGHUP (drained, summaries and outputs written)."""
+    from .monitor.cli import settings, wants_monitor
+    from .run import Run
 
-    check_values(args)
-    check_outputs(args)  # before the model loads or any audio is read
-    if isinstance(source, (str, os.PathLike)) and not is_url(os.fspath(source)):
-        source = open_source(source, realtime=args.realtime, channel=args.channel)  # fail fast
-    tagger = Tagger(args.model, backend=args.backend, hop=args.hop, aggregation=args.aggregation,
-                    horizon=args.horizon, threshold=args.threshold, min_duration=args.min_duration,
-                    topk=args.topk, threads=args.threads,
-                    silence_db=parse_silence_gate(args.silence_gate))
-    status, pipe = tagger.open_stream(source, realtime=args.realtime, channel=args.channel,
-                                      record=args.record)
-    pipe.max_seconds = args.duration  # read no audio beyond --duration
-    outputs = Outputs()
-    if args.csv:  # first: a CSV that cannot be written is still told to the JSON Lines
-        outputs.add("csv", _CsvAtEnd(tagger, args.csv), args.csv)
-    to_stdout = args.jsonl == "-"
-    jsonl = outputs.add("jsonl", JsonlWriter(args.jsonl), "stdout" if to_stdout else args.jsonl,
-                        stdout=to_stdout, reopen=None if to_stdout else (lambda: JsonlWriter(args.jsonl))
-                        ) if args.jsonl else None
-    if args.gui:
-        from .gui_launch import run_gui
-
-        try:
-            code = run_gui(tagger, pipe, status, jsonl=jsonl)
-        finally:
-            outputs.close()  # writes the CSV
-        return shutdown.final_status(outputs, code)
-    if not args.quiet:
-        outputs.add("terminal", TerminalView(sys.stderr if to_stdout else sys.stdout, topk=args.topk),
-                    "stderr" if to_stdout else "stdout", stdout=not to_stdout)
-    try:
-        outputs.handle(status)
-        pipe.start()
-        shutdown.drive(pipe.poll, pipe.end_input, outputs.handle)
-    finally:
-        pipe.stop()
-        outputs.close()  # flushes the JSON Lines, writes the CSV
-    return shutdown.final_status(outputs, 0)
-
-
-class _CsvAtEnd:
-    """``--csv``: the taggram, written when the run ends (``close``)."""
-
-    def __init__(self, tagger, path: str) -> None:
-        self.tagger, self.path = tagger, path
-
-    def handle(self, msg: dict) -> None:
-        pass
-
-    def close(self) -> None:
-        _write_csv(self.tagger, self.path)
-
-
-def _write_csv(tagger, path: str) -> None:
-    import numpy as np
-
-    from .tagger import TagResult
-
-    rows = sorted(tagger.pipeline.taggram, key=lambda r: r[0])
-    if not rows:
-        return
-    times = np.array([(r[1], r[2]) for r in rows])
-    gram = np.stack([r[3] for r in rows])
-    TagResult(tagger.tags, times, gram, gram.mean(axis=0), float(times[-1, 1])).to_csv(path)
+    sources, o = settings(args)
+    return Run(sources, o, monitoring=wants_monitor(args)).execute()
 
 
 def _check_loopback(args: argparse.Namespace) -> None:
-    """``--loopback`` takes no other input; with monitoring outputs it becomes a --source."""
+    """``--loopback`` takes no other input (it becomes the source ``main``, or ``loopback``
+    next to other sources)."""
     if args.device is not None:
         raise RtTaggerError("give either --loopback or --device, not both")
     name = args.loopback
     if args.source or os.path.exists(name) or "://" in name:
         raise RtTaggerError("give either a file/URL or --loopback, not both")
-    if args.sources or args.config or args.osc or args.http or args.event_log:
-        label = "loopback" if args.sources or args.config else "main"
-        args.sources = [*(args.sources or ()), f"{label}=loopback:{name}"]
 
 
 def cmd_main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .monitor.cli import run_monitor, wants_monitor
-
     if args.list_devices:
         from .sources.device import format_devices
         from .sources.loopback import format_loopback
@@ -183,19 +98,7 @@ def cmd_main(argv: list[str]) -> int:
         raise RtTaggerError("give either a file/URL or --device, not both")
     if args.loopback is not None:
         _check_loopback(args)
-    if wants_monitor(args):
-        return run_monitor(args, parser)
-    if args.loopback is not None:
-        from .sources.loopback import loopback_source
-
-        source = loopback_source(args.loopback or None, channel=args.channel)
-    elif args.device is not None or not args.source:
-        from .sources.device import DeviceSource
-
-        source = DeviceSource(args.device, channel=args.channel)
-    else:
-        source = args.source
-    return _run_stream(args, source)
+    return _run(args)
 
 
 def cmd_demo(argv: list[str]) -> int:
@@ -214,12 +117,18 @@ def cmd_demo(argv: list[str]) -> int:
     from pathlib import Path
 
     from .demo import describe, write_demo_clip
+    from .monitor.cli import ALARM_FLAGS
 
     if not args.quiet:  # what the clip plays, so the tags can be judged
         print(describe(), file=sys.stderr if args.jsonl == "-" else sys.stdout, flush=True)
     with tempfile.TemporaryDirectory(prefix="rt-tagger-demo-") as d:
         path = write_demo_clip(Path(d) / "demo.wav")
-        return _run_stream(args, path)
+        for key, value in (("source", str(path)), ("device", None), ("loopback", None),
+                           ("sources", None), ("config", None)):
+            setattr(args, key, value)
+        for key in ("osc", "http", "event_log", *(d for d, _, _ in ALARM_FLAGS)):
+            setattr(args, key, None)
+        return _run(args)
 
 
 def cmd_models(argv: list[str]) -> int:

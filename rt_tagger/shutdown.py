@@ -106,7 +106,7 @@ def _say(line: str) -> None:
 
 
 def drive(poll, end_input, deliver, *, should_end=None) -> None:
-    """The run loop shared by the single-source and the monitoring commands.
+    """The run loop of every terminal run (rt_tagger.run), one source or many.
 
     Hands each message of ``poll()`` (a message, ``None`` on timeout, ``StopIteration`` at the
     end) to ``deliver``. The first stop signal, or ``should_end(msg)`` turning true (``--duration``),

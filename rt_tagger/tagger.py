@@ -1,21 +1,26 @@
-"""The Python API: ``Tagger(model=...).stream(source)`` and ``Tagger.tag_file(path)``."""
+"""The Python API: ``Tagger(model, config).stream(source)``, ``Tagger.tag_file(path)`` and
+``Tagger.session()`` for several sources on one engine."""
 from __future__ import annotations
 
 import csv
-import math
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from .aggregator import SILENCE_DB, Aggregator
+from .aggregator import Aggregator
+from .config import StreamConfig, parse_silence_gate
 from .errors import AudioInputError, ConfigError
+from .factory import DEFAULT_MODEL  # the one default model (set in rt_tagger.factory)
 from .features import LogMel, LogMelConfig
+from .messages import Message, Status
 
-#: The model used when none is given: Spec_Att (width 256) distilled from musicnn.mtat, with
-#: attention maps (rt_tagger/weights/README.md).
-DEFAULT_MODEL = "spec_att.w256"
+if TYPE_CHECKING:  # pragma: no cover
+    from .stream import Session
+
+__all__ = ["DEFAULT_MODEL", "StreamConfig", "TagResult", "Tagger", "parse_hop", "parse_silence_gate"]
+
 
 
 @dataclass
@@ -45,19 +50,6 @@ class TagResult:
                 w.writerow([f"{t0:.3f}", f"{t1:.3f}", *(f"{p:.5f}" for p in row)])
 
 
-def parse_silence_gate(value: str | float | int | None) -> float | None:
-    """``--silence-gate``: a level in dBFS (``-55``), or ``off``/``None`` for no gate."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
-        return None
-    try:
-        db = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"--silence-gate must be a level in dBFS (e.g. -55) or 'off', got {value!r}") from None
-    if not (math.isfinite(db) and -150 <= db <= 0):
-        raise ConfigError(f"--silence-gate must be between -150 and 0 dBFS (or 'off'), got {value!r}")
-    return db
-
-
 def parse_hop(hop: str | float, unit_seconds: float, chunk_units: int) -> int:
     """``"chunk"`` (non-overlapping) or seconds -> hop in chunker units (frames or samples)."""
     if isinstance(hop, str) and hop.strip().lower() == "chunk":
@@ -71,25 +63,31 @@ def parse_hop(hop: str | float, unit_seconds: float, chunk_units: int) -> int:
     return max(1, int(round(seconds / unit_seconds)))
 
 
-class Tagger:
-    """A model on an engine, plus the streaming settings.
+#: Older keyword names of :class:`Tagger` -> :class:`~rt_tagger.config.StreamConfig` fields.
+_RENAMED = {"silence_db": "silence_gate"}
 
-    ``model``: registry name (``"musicnn.mtat"``), checkpoint path or ``.onnx`` file.
-    ``hop``: seconds between chunk starts, or ``"chunk"`` for non-overlapping chunks.
-    ``aggregation``/``horizon``/``threshold``/``min_duration``/``topk``: see
-    :class:`~rt_tagger.aggregator.Aggregator`; ``threshold=None`` uses the per-tag thresholds
-    stored in the checkpoint when there are any, else 0.5.
+
+class Tagger:
+    """A model on an engine, plus the stream settings (:class:`~rt_tagger.config.StreamConfig`).
+
+    ``Tagger(model, config)``; keywords (``hop=``, ``threshold=``, ...) replace single fields
+    of ``config`` (``silence_db=`` is the older name of ``silence_gate``). ``model``: registry
+    name (``"musicnn.mtat"``), checkpoint path or ``.onnx`` file; it overrides
+    ``config.model`` (``None`` in both: :data:`DEFAULT_MODEL`). ``threshold=None`` uses the
+    per-tag thresholds stored in the checkpoint when there are any, else 0.5.
     """
 
-    def __init__(self, model: str | os.PathLike[str] | None = None, *, backend: str = "auto",
-                 hop: str | float = 0.5, aggregation: str = "mean", horizon: float = 3.0,
-                 threshold: float | None = None, off_ratio: float = 0.8,
-                 min_duration: float = 1.0, topk: int = 5, threads: int | None = None,
-                 max_batch: int = 16, silence_db: float | None = SILENCE_DB) -> None:
+    def __init__(self, model: str | os.PathLike[str] | None = None,
+                 config: StreamConfig | None = None, **settings) -> None:
         from .engines import create_engine
 
-        self.model = os.fspath(model) if model is not None else DEFAULT_MODEL
-        self.engine = create_engine(self.model, backend, threads=threads, max_batch=max_batch)
+        cfg = (config or StreamConfig()).replace(**{_RENAMED.get(k, k): v for k, v in settings.items()})
+        if model is not None:
+            cfg = cfg.replace(model=os.fspath(model))
+        self.config = cfg
+        self.model = cfg.model if cfg.model is not None else DEFAULT_MODEL
+        self.engine = create_engine(self.model, cfg.backend, threads=cfg.threads,
+                                    max_batch=cfg.max_batch)
         ck = self.engine.checkpoint
         self.checkpoint = ck
         self.tags = list(ck.tags)
@@ -98,12 +96,10 @@ class Tagger:
         self.unit_seconds = (self.logmel_config.hop_length / self.sample_rate
                              if self.logmel_config else 1.0 / self.sample_rate)
         self.chunk_units = int(ck.input_length)
-        self.hop_units = parse_hop(hop, self.unit_seconds, self.chunk_units)
-        self._agg_kw = dict(mode=aggregation, horizon=horizon, off_ratio=off_ratio,
-                            min_duration=min_duration, topk=topk, silence_db=silence_db)
-        self.threshold = threshold
-        self.make_aggregator()  # validate the settings now, not mid-stream
-        self.pipeline = None
+        self.hop_units = parse_hop(cfg.hop, self.unit_seconds, self.chunk_units)
+        self.threshold = cfg.threshold
+        self.make_aggregator()  # validate the settings against the model now, not mid-stream
+        self.pipeline = None  # the latest stream(): its taggram (tests, --csv)
 
     @property
     def hop_seconds(self) -> float:
@@ -113,43 +109,52 @@ class Tagger:
     def chunk_seconds(self) -> float:
         return self.chunk_units * self.unit_seconds
 
-    def make_aggregator(self) -> Aggregator:
-        thr = self.threshold
+    def make_aggregator(self, name: str = "main") -> Aggregator:
+        cfg = self.config
+        thr = cfg.threshold
         if thr is None:
             thr = np.asarray(self.checkpoint.thresholds, np.float32) if self.checkpoint.thresholds else 0.5
-        return Aggregator(self.tags, thresholds=thr, frame_seconds=self.unit_seconds,
-                          n_mels=self.logmel_config.n_mels if self.logmel_config else None,
-                          **self._agg_kw)
+        return Aggregator(self.tags, thresholds=thr, mode=cfg.aggregation, horizon=cfg.horizon,
+                          off_ratio=cfg.off_ratio, min_duration=cfg.min_duration, topk=cfg.topk,
+                          silence_db=cfg.silence_gate, source=name)
 
-    def status(self, source) -> dict:
-        return {"type": "status", "source": source.name, "t": 0.0, "model": self.model,
-                "backend": self.engine.name, "backend_reason": self.engine.selection_reason,
-                "sample_rate": self.sample_rate, "input": source.description,
-                "input_rate": source.sample_rate, "hop": round(self.hop_seconds, 4),
-                "chunk": round(self.chunk_seconds, 4), "tags": self.tags}
+    def status(self, source, t: float = 0.0) -> Status:
+        """The ``status`` message of ``source`` (at ``t`` on its timeline)."""
+        return Status(source.name, round(t, 3), model=self.model, backend=self.engine.name,
+                      backend_reason=self.engine.selection_reason, sample_rate=self.sample_rate,
+                      input=source.description, input_rate=source.sample_rate,
+                      hop=round(self.hop_seconds, 4), chunk=round(self.chunk_seconds, 4),
+                      tags=self.tags)
+
+    def session(self, **kw) -> "Session":
+        """An empty :class:`~rt_tagger.stream.Session` on this tagger's engine; add sources
+        with ``session.add(source)`` (keywords: ``on_source_error``, ``workers``, ``batch``)."""
+        from .stream import Session
+
+        return Session(self, **kw)
 
     def open_stream(self, source, *, realtime: bool = False, name: str = "main",
-                    channel: int | None = None, max_queue: int = 8, record: str | None = None):
-        """``(status message, Pipeline)`` for ``source``, not started yet (see :meth:`stream`)."""
+                    channel: int | None = None, record: str | None = None, **kw):
+        """``(status message, Pipeline)`` for ``source``: a one-source session, not started
+        (see :meth:`stream`)."""
         from .pipeline import Pipeline
         from .sources import Source, open_source
 
         src = source if isinstance(source, Source) else open_source(
             source, name=name, realtime=realtime, channel=channel)
-        pipe = Pipeline(self.engine, src, self.make_aggregator(), hop_units=self.hop_units,
-                        max_queue=max_queue, record=record)
+        pipe = Pipeline(self, src, record=record, **kw)
         self.pipeline = pipe
         return self.status(src), pipe
 
-    def stream(self, source, **kw) -> Iterator[dict]:
-        """Tag a live or file source; yields the JSON Lines messages as dicts.
+    def stream(self, source, **kw) -> Iterator[Message]:
+        """Tag a live or file source; yields its messages (:mod:`rt_tagger.messages`: each
+        is its JSON object, a read-only dict), ``status`` first, ``summary`` last.
 
         ``source``: a :class:`~rt_tagger.sources.Source`, a path/URL, or ``"device:NAME"``;
-        keywords: ``realtime``, ``name``, ``channel``, ``max_queue``, ``record`` (write the
-        audio exactly as tagged, at the model's rate, to a WAV file).
+        keywords: ``realtime``, ``name``, ``channel``, ``record`` (write the audio exactly as
+        tagged, at the model's rate, to a WAV file).
         """
-        status, pipe = self.open_stream(source, **kw)
-        yield status
+        _, pipe = self.open_stream(source, **kw)
         pipe.start()
         try:
             yield from pipe.messages()

@@ -67,20 +67,24 @@ def test_per_tag_thresholds_and_validation():
 
 
 def test_snapshot_is_a_consistent_copy():
-    agg = Aggregator(TAGS, n_mels=4, frame_seconds=0.016, logmel_seconds=0.16)
-    agg.add_frames(np.arange(40, dtype=np.float32).reshape(10, 4))
-    agg.add_frames(np.arange(40, 60, dtype=np.float32).reshape(5, 4))
-    attn = np.random.default_rng(0).random((2, 8, 6, 6)).astype(np.float32)
-    agg.add(ChunkResult(0, 1.0, 4.0, np.array([0.1, 0.7, 0.2], np.float32), attention=attn))
+    agg = Aggregator(TAGS)
+    agg.add(ChunkResult(0, 1.0, 4.0, np.array([0.1, 0.7, 0.2], np.float32)))
     s = agg.snapshot()
-    assert s.logmel.shape == (10, 4)  # capacity 0.16 s / 0.016 s = 10 frames, newest kept
-    np.testing.assert_array_equal(s.logmel[-1], [56, 57, 58, 59])
-    assert s.logmel_t0 == pytest.approx(5 * 0.016)
-    np.testing.assert_allclose(s.attention.weights, attn[-1, :, 0, 1:].sum(0))
-    assert s.attention.times[0] == 1.0 and s.attention.times[-1] == 4.0
     assert s.top[0][0] == "b"
     s.probs[:] = 0  # a copy: the aggregator is untouched
     assert agg.snapshot().probs[1] == pytest.approx(0.7)
+
+
+def test_spectrogram_history_keeps_the_newest_frames():
+    from rt_tagger.stream.health import SpectrogramHistory
+
+    h = SpectrogramHistory(4, 0.016, seconds=0.16)
+    h.add(np.arange(40, dtype=np.float32).reshape(10, 4))
+    h.add(np.arange(40, 60, dtype=np.float32).reshape(5, 4))
+    mel, t0 = h.read()
+    assert mel.shape == (10, 4)  # capacity 0.16 s / 0.016 s = 10 frames, newest kept
+    np.testing.assert_array_equal(mel[-1], [56, 57, 58, 59])
+    assert t0 == pytest.approx(5 * 0.016)
 
 
 def test_chunker_emits_exact_windows_in_any_block_sizes():
@@ -109,42 +113,54 @@ def test_chunker_pads_a_stream_shorter_than_one_chunk():
     assert (c.data[30:] == -7.0).all() and (c.data[:30] == 1).all()
 
 
+def _axis():
+    from rt_tagger.checkpoint import load_checkpoint
+    from rt_tagger.models import pretrained_path
+    from rt_tagger.stream.attention import AttentionAxis
+
+    return AttentionAxis(load_checkpoint(pretrained_path("spec_att.w256")).without_weights())
+
+
+def test_attention_is_placed_by_the_interpret_time_axis():
+    """The overlay's cells are the model's steps as rt_tagger.interpret (and explain) place
+    them: step_times of the model, not an even split of [t_start, t_end]."""
+    from rt_tagger.interpret import step_times
+
+    axis = _axis()
+    T = 256
+    attn = np.random.default_rng(0).random((2, 8, T + 1, T + 1)).astype(np.float32)
+    ov = axis.overlay(attn, 1.0, chunk=np.zeros((T, 96), np.float32))
+    np.testing.assert_allclose(ov.weights, attn[-1, :, 0, 1:].sum(0), rtol=1e-5)
+    sec = step_times(axis.model(), T, start=1.0).seconds
+    np.testing.assert_allclose(ov.times, np.append(sec[:, 0], sec[-1, 1]))
+    assert ov.kind == "cls" and ov.chunk.shape == (T, 96) and ov.start == 1.0
+
+
 def test_updates_carry_cls_attention_and_the_terminal_draws_it():
     """[CLS] attention reaches the JSON update (contract-checked) and the terminal sparkline
-    peaks where the weights peak; per-tag (Q2L) attention stays out of the update."""
+    peaks where the weights peak."""
     import io
 
     from rt_tagger.sinks.jsonl import validate_message
     from rt_tagger.sinks.terminal import TerminalView, sparkline
+    from rt_tagger.stream.attention import ATTENTION_CELLS, pool_cells
 
     agg = Aggregator(TAGS)
-    attn = np.full((2, 8, 9, 9), 0.01, np.float32)
-    attn[-1, :, 0, 1 + 6] = 0.5  # every head of the last layer looks at step 6 of 8
+    w = np.zeros(32)
+    w[24:28] = 1.0
     u, _ = agg.add(ChunkResult(0, 1.0, 4.0, np.array([0.1, 0.7, 0.2], np.float32),
-                               attention=attn))
-    validate_message({**u, "source": "main"})
-    np.testing.assert_allclose(u["attention"], attn[-1, :, 0, 1:].sum(0), atol=1e-4)
+                               attention=[round(float(x), 4) for x in pool_cells(w)]))
+    validate_message(u)
+    np.testing.assert_allclose(u["attention"], w, atol=1e-4)
     line = sparkline(u["attention"], 8)
     assert len(line) == 8 and line[6] == "█" and set(line) - {"█"} == {"▁"}
-    assert sparkline(np.ones(5), 10) == "█" * 10 and sparkline(np.zeros(3), 4) == "▁" * 4
     out = io.StringIO()
-    TerminalView(out, tty=False).handle({**u, "source": "main"})
+    TerminalView(out, tty=False).handle(u)
     assert out.getvalue().rstrip().endswith("attention " + sparkline(u["attention"], 16))
     with pytest.raises(ValueError, match="attention"):
         validate_message({**u, "source": "main", "attention": [0.1, -1.0]})
-
-    # spec_att attends per frame (256 steps): the update pools them into 64 cells, same total
-    from rt_tagger.aggregator import ATTENTION_CELLS, pool_cells
-
-    big = np.random.default_rng(1).random((2, 8, 257, 257)).astype(np.float32)
-    u, _ = agg.add(ChunkResult(1, 1.5, 5.6, np.array([0.1, 0.7, 0.2], np.float32),
-                               attention=big))
-    want = big[-1, :, 0, 1:].sum(0)
-    assert len(u["attention"]) == ATTENTION_CELLS == 64
-    np.testing.assert_allclose(u["attention"], want.reshape(64, 4).sum(1), atol=1e-3)
+    big = np.random.default_rng(1).random(256)
+    cells = pool_cells(big)
+    assert len(cells) == ATTENTION_CELLS == 64
+    np.testing.assert_allclose(cells, big.reshape(64, 4).sum(1), atol=1e-9)
     np.testing.assert_allclose(pool_cells(np.arange(3.0), 2), [0.5, 2.5])  # split weight 1
-
-    q2l = np.random.default_rng(0).random((1, 4, 3, 8)).astype(np.float32)
-    u, _ = agg.add(ChunkResult(1, 1.5, 4.5, np.array([0.1, 0.7, 0.2], np.float32),
-                               attention=q2l))
-    assert "attention" not in u and agg.snapshot().attention.kind == "per_tag"

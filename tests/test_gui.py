@@ -223,9 +223,13 @@ def test_attention_overlay_and_contribution_strip(qtbot, open_window, tmp_path):
     # The strip's chunk is the engine's chunk: Eq. 4 attention of a fresh torch pass on it
     # equals the attention the pipeline got from the engine.
     req = window.last_request
-    assert req.start == pytest.approx(att.times[0]) and req.tag == snap.top[0][0]
+    assert req.start == pytest.approx(att.start) and req.tag == snap.top[0][0]
+    np.testing.assert_array_equal(req.chunk, att.chunk)  # handed over, not re-cut
     model = create_model(DEFAULT_MODEL)
     ref = contribution_map(model, req.chunk, tags=[req.tag], start=req.start)
+    # One time axis: the overlay's edges are the contribution map's (interpret's) steps.
+    sec = ref.steps.seconds
+    np.testing.assert_allclose(att.times, np.append(sec[:, 0], sec[-1, 1]), atol=1e-9)
     eq4 = ref.extra["attn"][0, -1, :, 0, 1:].sum(axis=0)
     np.testing.assert_allclose(eq4, att.weights, atol=1e-5)
     np.testing.assert_allclose(window.view.strip.values, ref.values[0], atol=1e-6)

@@ -45,7 +45,8 @@ def test_importing_the_cli_does_not_import_qt():
 def test_long_run_3000_image_updates(qtbot):
     """The PySide6 6.12 failure mode: >= 3000 image updates in one process. The process
     survives, memory stays bounded and the refcount of False does not drift."""
-    from rt_tagger.aggregator import AttentionOverlay, Snapshot
+    from rt_tagger.aggregator import Snapshot
+    from rt_tagger.stream.attention import AttentionOverlay
 
     session = Session.open(Settings(source=PIANO, model=DEFAULT_MODEL))
     window = LiveWindow(session)

@@ -140,6 +140,9 @@ def test_two_sources_rows_meters_alarms_and_close(tagger, tmp_path, qtbot):
     assert meter_fill_px(img, window, rows["gap"].meter) == 0 < loud_fill
     # the drum loop's 400 ms level never falls below -43 dBFS (0.28 of the scale)
     assert meter_fill_px(img, window, rows["drums"].meter) > rows["drums"].meter.width() * 0.2
+    # The event follows the updates of the audio before it (t never goes back per source):
+    # it reaches on_message once inference has caught up with the silence.
+    qtbot.waitUntil(lambda: any(m.get("event") == "silence_start" for m in seen), timeout=10_000)
     starts = [m for m in seen if m.get("event") == "silence_start"]
     assert [m["source"] for m in starts] == ["gap"]  # the messages reached on_message
     assert abs(starts[0]["t"] - (MUSIC_S + ALARMS.silence_seconds)) <= 0.5
@@ -176,4 +179,39 @@ def test_cli_gui_with_two_sources_opens_the_compact_window(tmp_path):
     assert code == 0 and opened == [["drums", "piano"]]
     msgs = [json.loads(line) for line in out.read_text().splitlines()]
     assert {m["source"] for m in msgs if m["type"] == "update"} == {"piano", "drums"}
+    assert not rt_threads()
+
+
+@pytest.mark.parametrize("several", [False, True], ids=["one source", "two sources"])
+def test_gui_is_one_behaviour_the_window_is_the_view(tmp_path, capsys, several):
+    """``--gui`` with one source or several: the window is the view, the terminal stays
+    quiet (no update lines, also without --quiet), --jsonl still gets every message and the
+    summaries, closing the window exits 0 and ends every thread."""
+    from rt_tagger.cli import main
+    from rt_tagger.gui.window import LiveWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    kind = multi.MultiWindow if several else LiveWindow
+    closed: list = []
+
+    def close_when_tagging() -> None:
+        wins = [w for w in app.topLevelWidgets() if isinstance(w, kind) and w.isVisible()]
+        tagged = wins and (all(r.tags.shown for r in wins[0].rows.values()) if several
+                           else wins[0].session.snapshot().history_t.size > 0)
+        if tagged:
+            closed.append(True)
+            wins[0].close()
+            return
+        QtCore.QTimer.singleShot(100, close_when_tagging)
+
+    QtCore.QTimer.singleShot(100, close_when_tagging)
+    out = tmp_path / "out.jsonl"
+    sources = (["--source", f"piano=file:{DATA / MUSIC_CLIPS[0]}", "--source", f"drums=file:{DRUMS}"]
+               if several else [str(DRUMS), "--realtime"])
+    code = main([*sources, "--gui", "--threads", "1", "--jsonl", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0 and closed
+    assert captured.out == "", captured.out  # no terminal view next to the window
+    msgs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {m["type"] for m in msgs} >= {"status", "update"}
     assert not rt_threads()

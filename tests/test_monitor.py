@@ -190,8 +190,8 @@ def test_batched_inference_across_sources_equals_tagging_each_alone(tagger, tmp_
     with mon:
         mon.start()
         msgs = collect(mon, lambda m, o: None, timeout=60)
-        pipes = {n: s.pipe for n, s in mon._slots.items()}
-        taps = {n: s.tap for n, s in mon._slots.items()}
+        pipes = dict(mon.session.streams)
+        taps = mon.taps
     assert max(mon.batches) > 1, mon.batches  # chunks of both sources shared engine calls
     assert sum(k * v for k, v in mon.batches.items()) == sum(len(p.taggram) for p in pipes.values())
     for i, path in enumerate(paths):

@@ -136,8 +136,8 @@ def test_config_file(tmp_path):
     assert studio.alarms.silence_seconds == 4 and studio.alarms.loudness_high is None
     assert fm.alarms.silence_seconds == 1.5 and fm.alarms.loudness_high is None
     assert studio.alarms.silence_db == -50 and studio.alarms.loudness_low == -36  # defaults
-    assert cfg.options == {"model": "musicnn.mtat", "hop": 1.0, "osc": "127.0.0.1:9000",
-                           "event_log": "events.jsonl", "restart_delay": 5}
+    assert cfg.options == {"osc": "127.0.0.1:9000", "event_log": "events.jsonl", "restart_delay": 5}
+    assert (cfg.stream.model, cfg.stream.hop) == ("musicnn.mtat", 1.0)  # the StreamConfig part
 
 
 @pytest.mark.parametrize("text,match", [

@@ -156,13 +156,13 @@ def test_source_name_may_not_end_in_a_newline():
 
 def test_config_only_options_reach_the_monitor(tmp_path):
     from rt_tagger.cli import build_parser
-    from rt_tagger.monitor.cli import _settings
+    from rt_tagger.monitor.cli import settings
 
     cfg = tmp_path / "m.toml"
     cfg.write_text('restart_delay = 2\nevent_log_max_bytes = 4096\nevent_log_backups = 2\n'
                    '[sources]\na = "file:x.wav"\n')
     parser = build_parser()
-    _, o = _settings(parser.parse_args(["--config", str(cfg)]), parser)
+    _, o = settings(parser.parse_args(["--config", str(cfg)]))
     assert (o.restart_delay, o.event_log_max_bytes, o.event_log_backups) == (2, 4096, 2)
 
 

@@ -232,17 +232,6 @@ def test_gui_sigterm_closes_the_window_and_flushes(tmp_path):
     assert read_jsonl(out)[0]["type"] == "status"
 
 
-@pytest.mark.parametrize("extra", [["--csv", "t.csv"], ["--record", "r.wav"], ["--gui"]])
-def test_options_the_monitor_does_not_carry_are_refused_in_one_line(extra, tmp_path):
-    """--csv, --record and the single-source --gui were accepted and silently ignored next to
-    monitoring outputs; now they are refused before anything runs."""
-    p = subprocess.run([sys.executable, "-m", "rt_tagger", str(DATA / MUSIC_CLIPS[0]), "--http", "0",
-                        *extra], capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert p.returncode == 2
-    assert p.stderr.count("\n") == 1 and p.stderr.startswith("rt-tagger: ") and extra[0] in p.stderr
-    assert not any(tmp_path.iterdir())
-
-
 def test_monitor_duration_stops_an_unpaced_source_at_s(tmp_path):
     """--duration in the monitor with a source read as fast as it decodes (realtime = false):
     no audio beyond S is read, so the summary covers S, not the buffered rest of the file."""

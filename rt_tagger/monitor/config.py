@@ -2,7 +2,7 @@
 
 .. code-block:: toml
 
-    model = "musicnn.mtat"      # top level: any stream option (model, backend, hop, topk, ...)
+    model = "musicnn.mtat"      # top level: any stream setting (rt_tagger.config.StreamConfig)
     osc = "127.0.0.1:9000"      # and the outputs: jsonl, osc, http, event_log
     event_log = "events.jsonl"
     restart_delay = 30          # seconds before a failed live source is restarted (0-86400)
@@ -26,20 +26,18 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field, replace
 
+from ..config import StreamConfig, read_toml
 from ..errors import ConfigError
 from .alarms import AlarmConfig
 from .spec import SourceSpec
 
-#: Top-level keys and the type each must have.
+#: Top-level keys besides the stream settings (:class:`~rt_tagger.config.StreamConfig`, which
+#: checks its own) and the type each must have.
 OPTIONS = {
-    "model": str, "backend": str, "threads": int, "hop": (str, float, int), "topk": int,
-    "threshold": (float, int), "aggregation": str, "horizon": (float, int),
-    "min_duration": (float, int), "silence_gate": (str, float, int), "jsonl": str, "osc": str, "http": (str, int),
-    "event_log": str, "event_log_max_bytes": int, "event_log_backups": int,
-    "restart_delay": (float, int), "duration": (float, int), "quiet": bool, "workers": int, "batch": int,
+    "jsonl": str, "osc": str, "http": (str, int), "event_log": str, "event_log_max_bytes": int,
+    "event_log_backups": int, "restart_delay": (float, int), "quiet": bool,
 }
 SOURCE_KEYS = {"input": str, "realtime": bool, "channel": int}
 #: Numeric options checked for range here: (smallest, largest) allowed value.
@@ -49,9 +47,12 @@ RANGES = {"restart_delay": (0, 86400), "event_log_max_bytes": (256, 2**40),
 
 @dataclass
 class MonitorConfig:
+    """A config file: its sources, the stream settings, the other options, the alarms."""
+
     sources: list[SourceSpec] = field(default_factory=list)
     options: dict = field(default_factory=dict)
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
 
 
 def _check(where: str, key: str, value, kind) -> None:
@@ -93,18 +94,12 @@ def alarms_with(base: AlarmConfig, where: str, **overrides) -> AlarmConfig:
 def load_config(path: str | os.PathLike[str]) -> MonitorConfig:
     """Reads and checks a monitoring config; every mistake is a one-line ConfigError."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"no such config file: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    known = set(OPTIONS) | {"alarms", "sources"}
+    data = read_toml(path)
+    known = set(OPTIONS) | set(StreamConfig.names()) | {"alarms", "sources"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    cfg = MonitorConfig()
+    cfg = MonitorConfig(stream=StreamConfig.from_toml(data, where=path))
     for key, kind in OPTIONS.items():
         if key in data:
             _check(path, key, data[key], kind)

@@ -24,8 +24,16 @@ import sys
 import time
 from typing import Callable
 
+from ..messages import Event
+
 WRITE_ERRORS = (OSError, ValueError)
 RETRY_S = 30.0  # how often an output that failed is tried again (when it can be reopened)
+
+
+def _t(msg) -> float:
+    """The time of the message that met the failure (0 if it has none)."""
+    t = msg.get("t", 0.0)
+    return t if isinstance(t, (int, float)) and math.isfinite(t) and t >= 0 else 0.0
 
 
 def _describe(exc: BaseException) -> str:
@@ -130,11 +138,9 @@ class GuardedSink:
         missed, self.missed = self.missed - 1, 0  # msg itself got through
         self.missed_total -= 1
         self.error, self.closed = None, False
-        t = msg.get("t", 0.0)
-        return {"type": "event", "event": "sink_recovered", "source": msg.get("source") or "main",
-                "t": t if isinstance(t, (int, float)) and math.isfinite(t) and t >= 0 else 0.0,
-                "sink": self.name, "target": self.target, "lost": missed,
-                "detail": f"writing again after {missed} lost message(s)"}
+        return Event(msg.get("source") or "main", _t(msg), "sink_recovered",
+                     {"sink": self.name, "target": self.target, "lost": missed,
+                      "detail": f"writing again after {missed} lost message(s)"})
 
     def close(self) -> dict | None:
         """Closes the sink (flushing it); returns the ``sink_error`` event if that failed."""
@@ -164,12 +170,10 @@ class GuardedSink:
                 getattr(self.sink, "close", lambda: None)()
             except WRITE_ERRORS:
                 pass
-        t = msg.get("t", 0.0)
-        return {"type": "event", "event": "sink_error", "source": msg.get("source") or "main",
-                "t": t if isinstance(t, (int, float)) and math.isfinite(t) and t >= 0 else 0.0,
-                "sink": self.name, "target": self.target,
-                "detail": f"{self.error}; this output is off, the run goes on"
-                          + (f" (retried every {self.retry_s:g} s)" if self.reopen else "")}
+        return Event(msg.get("source") or "main", _t(msg), "sink_error",
+                     {"sink": self.name, "target": self.target,
+                      "detail": f"{self.error}; this output is off, the run goes on"
+                                + (f" (retried every {self.retry_s:g} s)" if self.reopen else "")})
 
 
 class Outputs:

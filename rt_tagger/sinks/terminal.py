@@ -27,7 +27,7 @@ _MAX_NAME = 20  # longest tag name shown in full in the block; longer ones end i
 
 def sparkline(weights, cells: int = 32) -> str:
     """``weights`` (>= 0) over time as ``cells`` block characters, scaled to their maximum."""
-    from ..aggregator import pool_cells
+    from ..stream.attention import pool_cells
 
     w = np.asarray(weights, np.float64)
     # mean of the weights under each cell (cells may be narrower than one weight)
