@@ -67,14 +67,16 @@ def worker(mode: str, files: list[str], model: str, threads: int, hop: float, wo
             batches = dict(mon.batches)
     else:  # the same work per source as the monitor: tagging plus the loudness meter/alarms
         from rt_tagger.monitor import MeterTap
+        from rt_tagger.sources import open_source
 
-        status, pipe = tagger.open_stream(files[0], realtime=True)
-        pipe.taps.append(MeterTap(pipe.source.sample_rate))
-        pipe.start()
+        session = tagger.session()
+        src = open_source(files[0], realtime=True)
+        session.add(src, meter=MeterTap(src.sample_rate))
+        session.start()
         try:
-            msgs = [status, *pipe.messages()]
+            msgs = list(session.messages())
         finally:
-            pipe.stop()
+            session.stop()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - w0
     for m in msgs:
         if m["type"] == "update" and "latency_ms" in m:

@@ -30,7 +30,7 @@ __all__ = ["DEFAULT_MODEL", "create_model", "default_logmel", "model_cfg", "pret
            "resolve_model", "supports_attention"]
 
 #: The model used when none is named (CLI, Tagger, explain, GUI).
-DEFAULT_MODEL = "spec_att.w256"
+DEFAULT_MODEL = "musicnn_att.mtat"
 
 
 def pretrained_path(name: str) -> Path:

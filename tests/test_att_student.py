@@ -66,7 +66,7 @@ def test_attention_rows_and_time_map(student):
     assert attn.shape == (2, 1, 2, 48, 48)  # [CLS] + 47 steps of 4 frames
     assert torch.allclose(attn.sum(-1), torch.ones(()), atol=1e-5)
     spans = student.time_steps_to_frames().spans()
-    assert spans.shape == (47, 2) and spans[0].tolist() == [0, 4] and spans[-1].tolist() == [184, 188]
+    assert spans.shape == (47, 2) and spans[0].tolist() == [0, 4] and spans[-1].tolist() == [184, 187]
 
 
 def test_pooling_is_max_and_mean_over_four_frames(student):

@@ -37,12 +37,12 @@ def test_demo_runs_the_main_job_on_the_embedded_default(tmp_path):
     assert "summary over" in p.stdout  # the terminal view ...
     assert "| attention " in p.stdout  # ... with the model's attention over each chunk
     msgs = read_jsonl(out.read_text())
-    # the embedded default is the shipped spec_att student (attention maps in every update)
+    # the embedded default is the shipped musicnn_att student (attention maps in every update)
     from rt_tagger.models import create_model
     from rt_tagger.tagger import DEFAULT_MODEL
 
     assert msgs[0]["type"] == "status" and msgs[0]["model"] == DEFAULT_MODEL
-    assert create_model(DEFAULT_MODEL).checkpoint.arch == "spec_att"
+    assert create_model(DEFAULT_MODEL).checkpoint.arch == "musicnn_att"
     assert all(len(m["attention"]) > 1 for m in msgs if m["type"] == "update")
     assert msgs[-1]["type"] == "summary" and msgs[-1]["duration"] == pytest.approx(24.0, abs=0.1)
     updates = [m for m in msgs if m["type"] == "update"]
@@ -133,7 +133,7 @@ def test_explain_writes_the_figure(tmp_path):
     p = run("explain", str(DATA / MUSIC_CLIPS[0]), str(DATA / MUSIC_CLIPS[2]), "--concat",
             "--tag", "piano", "--tag", "drums", "-o", str(out))
     assert p.returncode == 0, p.stderr
-    # the default (spec_att) has attention: the paper's attention and contribution rows
+    # the default (musicnn_att) has attention: the paper's attention and contribution rows
     assert "(spectrogram, attention, contribution: piano, contribution: drums)" in p.stdout
     # a model without attention gets its probability over time instead
     p = run("explain", str(DATA / MUSIC_CLIPS[0]), "--model", "musicnn.mtat", "--tag", "piano",

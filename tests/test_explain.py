@@ -235,13 +235,15 @@ def test_attention_row_uses_the_shared_log_scale(tmp_path):
     ramp colour of log2(attention / its mean) from 1/8x to 16x (computed here, not by the
     product's scale code), read back from the PNG; the colour bar beside it runs from the
     ramp's darkest colour (bottom) to its lightest (top)."""
+    from rt_tagger.factory import DEFAULT_MODEL, model_cfg
     from rt_tagger.interpret.display import ramp
 
     out = tmp_path / "drums.png"
     layout = explain_file(DRUMS, out, tags=["drums"], backend="numpy")
     img = np.round(read_png(out) * 255).astype(np.int32)
     v = layout.rows["attention"]
-    assert_drawn_like_live(v, reached(v.size, 256, 128))
+    n = model_cfg(DEFAULT_MODEL).input_length  # the default model's chunk, half a chunk apart
+    assert_drawn_like_live(v, reached(v.size, n, n // 2))
     with np.errstate(invalid="ignore"):  # NaN after the last live chunk: left blank
         want = np.clip((np.log2(v / np.nanmean(v)) + 3.0) / 7.0, 0, 1) * 255
     x0, y0, x1, y1 = layout.panels["attention"]
@@ -264,7 +266,7 @@ def test_attention_row_uses_the_shared_log_scale(tmp_path):
 
     assert ok(frames).mean() >= 0.97
     assert ok(np.clip(frames + 6, 0, v.size - 1)).mean() < 0.8  # 6 frames off would show
-    assert np.nanmax(want) - np.nanmin(want) > 150  # the real model's attention spans the scale
+    assert np.nanmax(want) - np.nanmin(want) > 120  # spans most of the scale (> 3.3 octaves)
     # Colour bar: ramp colours, dark at the bottom, light at the top.
     cx0, cy0, cx1, cy1 = layout.colorbar
     assert x1 < cx0 and y0 - 2 <= cy0 < cy1 <= y1 + 2

@@ -132,7 +132,7 @@ def check_heat_strip(window: LiveWindow, tmp_path: Path, ratio: np.ndarray) -> N
     ok = matches(index[known], want, cells[known], 6)
     assert known.sum() > 100 and ok.mean() >= 0.97, \
         f"strip colour off in {np.count_nonzero(~ok)} of {ok.size} columns"
-    assert np.ptp(want[cells[known]]) > 150  # the row really spans the scale
+    assert np.ptp(want[cells[known]]) > 120  # the row spans most of the scale (> 3.3 octaves)
     shifted = matches(index[known], want, np.clip(cells[known] + 4, 0, ratio.size - 1), 6)
     assert shifted.mean() < 0.8  # 4 cells (64 ms) off would be seen
 
@@ -195,12 +195,12 @@ def test_musicnn_live_view_pixels(qtbot, open_window, tmp_path, monkeypatch):
 
 
 def test_default_model_shows_its_attention(qtbot, open_window):
-    """The embedded default is a spec_att: its [CLS] attention overlay is on screen over the
+    """The embedded default is a musicnn_att: its [CLS] attention overlay is on screen over the
     latest chunk, and the strip shows the top tag's contribution map."""
     window, session = open_window(Settings(source=DRUMS, model=DEFAULT_MODEL))
     settle(qtbot, window, session)
     snap = session.snapshot()
-    assert session.tagger.engine.checkpoint.arch == "spec_att"
+    assert session.tagger.engine.checkpoint.arch == "musicnn_att"
     assert snap.attention is not None and snap.attention.kind == "cls"
     assert window.view.spectrogram.overlay.isVisible()
     qtbot.waitUntil(lambda: "contribution" in window.view.strip.title, timeout=30000)
@@ -208,7 +208,7 @@ def test_default_model_shows_its_attention(qtbot, open_window):
 
 
 def test_attention_overlay_and_contribution_strip(qtbot, open_window, tmp_path):
-    """The default spec_att in PyTorch: the heat strip's colour and the overlay's alpha in
+    """The default musicnn_att in PyTorch: the heat strip's colour and the overlay's alpha in
     the pixels follow the attention per column; the strip is the contribution map of
     exactly the chunk the engine saw; clicking a bar selects its tag and the strip follows."""
     from rt_tagger.interpret import contribution_map
@@ -266,8 +266,9 @@ def test_attention_overlay_and_contribution_strip(qtbot, open_window, tmp_path):
     measured = np.nanmedian(alpha[:, cols], axis=0)
     ok = matches(measured, expected, cells, 0.05)
     assert ok.mean() >= 0.95, f"overlay alpha off in {np.count_nonzero(~ok)} of {ok.size} columns"
-    # High attention is visibly covered, low attention is not.
-    assert np.nanmax(measured) > 0.6 and np.nanmin(measured) < 0.02
+    # High attention is visibly covered (as far as this model's peaks reach), low attention is not.
+    assert expected.max() > 0.2 and np.nanmax(measured) > 0.8 * expected.max()
+    assert np.nanmin(measured) < 0.02
 
     # Click another bar: the tag is selected and the strip shows that tag's contribution.
     window.set_paused(False)

@@ -117,9 +117,10 @@ def test_strip_and_explain_figure_agree_on_a_real_clip():
     live = ratio[:spec.shape[0]]
     figure = maps.attention / np.nanmean(maps.attention)
     np.testing.assert_allclose(live, figure, rtol=0.05)  # measured: 2.9 %
-    # A one-frame shift would break it: the map is peaky.
+    # A shift by one attention step (frames per step) would break it: the map is peaky.
+    k = model.time_steps_to_frames().hop
     both = ~np.isnan(live) & ~np.isnan(figure)  # frames some chunk covers (NaN in both else)
     np.testing.assert_array_equal(np.isnan(live), np.isnan(figure))
-    shifted = both[1:] & both[:-1]
-    assert (np.corrcoef(live[1:][shifted], figure[:-1][shifted])[0, 1] < 0.9
+    shifted = both[k:] & both[:-k]
+    assert (np.corrcoef(live[k:][shifted], figure[:-k][shifted])[0, 1] < 0.9
             < np.corrcoef(live[both], figure[both])[0, 1])

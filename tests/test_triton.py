@@ -168,7 +168,7 @@ def test_same_probabilities_as_local_engine(served, scheme):
 def test_cli_stream_through_triton(served, tmp_path):
     out = tmp_path / "t.jsonl"
     url = f"triton+grpc://127.0.0.1:{served.grpc_port}"  # model name from the model: spec_att_w256
-    assert main([str(CLIP), "-q", "--backend", url, "--jsonl", str(out)]) == 0
+    assert main([str(CLIP), "-q", "--model", "spec_att.w256", "--backend", url, "--jsonl", str(out)]) == 0
     msgs = [json.loads(line) for line in out.read_text().splitlines()]
     assert msgs[0]["type"] == "status" and msgs[0]["backend"] == "triton"
     assert sum(m["type"] == "update" for m in msgs) >= 10 and msgs[-1]["type"] == "summary"
@@ -182,7 +182,7 @@ def test_mismatched_server_model_is_refused(served, name, why, capsys):
     url = f"triton://127.0.0.1:{served.http_port}/{name}"
     with pytest.raises(BackendError, match=why):
         create_engine("spec_att.w256", url)
-    assert main([str(CLIP), "-q", "--backend", url]) == 2
+    assert main([str(CLIP), "-q", "--model", "spec_att.w256", "--backend", url]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("rt-tagger: ") and "does not match" in err[0]
 

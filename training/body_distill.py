@@ -55,6 +55,7 @@ class BodyDistillConfig:
     threads: int = 1
     seed: int = 0
     init: str = ""  # start from this run's best.pt (e.g. to go on with more cache parts)
+    stop_after: int = 0  # stop after this many steps (the schedule still spans --steps); 0: all
 
     def validate(self) -> "BodyDistillConfig":
         if not self.cache:
@@ -156,7 +157,8 @@ def distill_body(cfg: BodyDistillConfig, quiet: bool = False) -> Path:
         writer = csv.writer(log)
         writer.writerow(["step", "lr", "train_loss", "valid_mad", "valid_top5", "valid_agree05",
                          "seconds"])
-        for step in range(1, cfg.steps + 1):
+        last = min(cfg.stop_after or cfg.steps, cfg.steps)
+        for step in range(1, last + 1):
             rows = np.sort(rng.choice(len(weights), cfg.batch_size, p=weights))
             x = torch.from_numpy(fetch(rows).astype(np.float32))
             target = torch.sigmoid(torch.from_numpy(t_logits[rows]))
@@ -167,7 +169,7 @@ def distill_body(cfg: BodyDistillConfig, quiet: bool = False) -> Path:
             opt.step()
             sched.step()
             run_loss.append(loss.item())
-            if step % cfg.eval_every and step != cfg.steps:
+            if step % cfg.eval_every and step != last:
                 continue
             p = predict(v_feats)
             mad = float(np.abs(p - v_probs).mean())

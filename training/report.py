@@ -117,6 +117,7 @@ def _cli_events(model: str, wav: Path, threshold: float | None, out: Path) -> di
            "--jsonl", str(out)]
     if threshold is not None:
         cmd += ["--threshold", str(threshold)]
+    out.unlink(missing_ok=True)  # --jsonl appends
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if res.returncode != 0:
         raise ConfigError(f"rt-tagger failed on {wav}: {res.stderr.strip()[-300:]}")
@@ -231,8 +232,10 @@ def report(teacher: str, students: list[str], data: str | os.PathLike, corpus: s
         result["instruments"] = {}
         for set_name, clips in (("renders", teacher_sets.render_set(work)),
                                 ("real", teacher_sets.real_set(work))):
-            probs, _ = teacher_sets.teacher_probs(clips, (teacher, *students), threads)
-            res = {name: teacher_sets.scores(clips, probs[name], tags) for name in (teacher, *students)}
+            res = {}
+            for name in (teacher, *students):  # one at a time: their features may differ
+                probs, _ = teacher_sets.teacher_probs(clips, (name,), threads)
+                res[name] = teacher_sets.scores(clips, probs[name], tags)
             t_miss = set(res[teacher]["misses"])
             for s in students:
                 res[s]["misses_where_teacher_hits"] = sorted(set(res[s]["misses"]) - t_miss)

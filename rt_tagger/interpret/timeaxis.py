@@ -101,7 +101,8 @@ def step_times(model: "nn.Module", n_steps: int, *, start: float = 0.0,
         raise ModelError(f"{type(model).__name__}: time map is in {tm.unit} but the input is "
                          f"{base.unit}")
     first = tm.offset + tm.hop * np.arange(n_steps, dtype=np.int64)
-    spans = np.stack([first, first + tm.hop], axis=1)
+    stop = first + tm.hop if tm.limit is None else np.minimum(first + tm.hop, tm.limit)
+    spans = np.stack([first, stop], axis=1)
     if base.unit == "frames":
         frames = spans.astype(np.float64)
     else:  # sample s lies in frame coordinate s / hop + 0.5 (frame j centred on sample j*hop)

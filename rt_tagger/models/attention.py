@@ -36,11 +36,15 @@ class TimeMap:
     hop: int
     unit: str
     offset: int = 0
+    limit: int | None = None  # input length: a last step that would run past it stops there
 
     def spans(self) -> np.ndarray:
         """``(n_steps, 2)`` int array of ``[start, stop)`` input indices of each step."""
         start = self.offset + self.hop * np.arange(self.n_steps, dtype=np.int64)
-        return np.stack([start, start + self.hop], axis=1)
+        stop = start + self.hop
+        if self.limit is not None:
+            stop = np.minimum(stop, self.limit)
+        return np.stack([start, stop], axis=1)
 
     def centers(self) -> np.ndarray:
         """``(n_steps,)`` float array: centre of each step in input units."""

@@ -16,7 +16,8 @@ gradients, so a student can be trained on cached body outputs (see
 ``rt_tagger.training.body_cache``) and only the back-end (~1 M parameters) learns.
 
 Time map: musicnn keeps time ('same' padding), so attention index ``t + 1`` (after [CLS]) is
-input frames ``[pool * t, pool * (t + 1))`` (the last step may hold fewer frames).
+input frames ``[pool * t, pool * (t + 1))``; the last step ends with the chunk (187 frames:
+46 steps of 4 frames and one of 3).
 """
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ class MusicnnAtt(MusicnnBody):
 
     def time_steps_to_frames(self) -> TimeMap:
         """Attention index ``t + 1`` (after [CLS]) <-> input frames ``[pool*t, pool*(t+1))``."""
-        return TimeMap(n_steps=self.n_steps, hop=self.pool, unit="frames")
+        return TimeMap(n_steps=self.n_steps, hop=self.pool, unit="frames", limit=self.input_length)
 
     def body_features(self, x: Tensor) -> Tensor:
         """``(B, frames, n_mels)`` log-mel -> ``(B, frames, 753)`` body output."""
@@ -125,3 +126,9 @@ def musicnn_att(*, n_tags: int = 50, n_mels: int = 96, input_length: int = 187, 
     return MusicnnAtt(n_tags=n_tags, n_mels=n_mels, input_length=input_length, width=width,
                       layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout, pool=pool,
                       train_body=train_body)
+
+
+# Distilled from musicnn.mtat on the corpus (rt_tagger/weights/README.md); rt-tagger's default.
+register_pretrained("musicnn_att.mtat", arch="musicnn_att", filename="musicnn_att_mtat.safetensors",
+                    description="musicnn.mtat's body + attention back-end distilled from it; "
+                                "rt-tagger's default; MagnaTagATune top-50 tags")
