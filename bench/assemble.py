@@ -5,7 +5,8 @@
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["logmel", "logmel_accuracy", "models", "distill", "teachers", "musicnn_vs_tf", "stream",
+ORDER = ["logmel", "logmel_accuracy", "default_model", "live_models", "models", "distill", "teachers",
+         "musicnn_vs_tf", "stream",
          "tag_file_memory", "sources", "chaos", "chaos_short", "triton", "interpret_contribution"]
 HEADER = """# Benchmarks
 

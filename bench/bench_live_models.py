@@ -37,6 +37,7 @@ def music(seconds: float) -> np.ndarray:
 
 def run(model: str, wav: Path, seconds: float, jsonl: Path) -> tuple[float, list[float]]:
     """CPU seconds of one ``rt-tagger`` run and its update latencies (ms)."""
+    jsonl.unlink(missing_ok=True)  # --jsonl appends
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([sys.executable, "-m", "rt_tagger", str(wav), "--model", model, "--realtime",
                     "--hop", "0.5", "--threads", "1", "-q", "--duration", str(seconds),
