@@ -27,7 +27,7 @@ def _score_in(split: str) -> str:
     """A score name the corpus split rule sends to ``split``."""
     for i in range(1000):
         name = f"bach/bwv{i}.mxl"
-        if mod("data.corpus")._split_of({"source": "music21+fluidsynth",
+        if mod("data.corpus").split_of({"source": "music21+fluidsynth",
                                           "meta": name}) == split:
             return name
     raise AssertionError(split)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["draw", "needs_waveform", "apply_wave", "apply_shift", "eq", "pitch_shift", "reverb",
+__all__ = ["draw", "needs_waveform", "apply_wave", "apply_shift", "apply_timbre", "eq", "pitch_shift",
+           "reverb",
            "time_stretch"]
 
 
@@ -52,7 +53,7 @@ def apply_wave(cfg, y: np.ndarray, p: dict, k: int, other: np.ndarray | None) ->
         y = (1 - w) * y + w * other
     t = _timbre(cfg)
     if any(v > 0 for v in t.values()):
-        y = _apply_timbre(y, t, np.random.default_rng(int(p["noise_seed"][k]) + 1))
+        y = apply_timbre(y, t, np.random.default_rng(int(p["noise_seed"][k]) + 1))
     if cfg.aug_gain_db > 0:
         y = y * np.float32(10 ** (p["gain_db"][k] / 20))
     if cfg.aug_noise_snr > 0:
@@ -153,7 +154,7 @@ def _fit(y: np.ndarray, n: int) -> np.ndarray:
     return y[:n] if y.size >= n else np.pad(y, (0, n - y.size), mode="wrap")
 
 
-def _apply_timbre(y: np.ndarray, t: dict[str, float], rng: np.random.Generator) -> np.ndarray:
+def apply_timbre(y: np.ndarray, t: dict[str, float], rng: np.random.Generator) -> np.ndarray:
     n = y.size
     x = np.asarray(y, dtype=np.float64)
     level = float(np.sqrt(np.mean(x ** 2))) + 1e-12

@@ -89,12 +89,12 @@ def _plan(prep: Prepared, config, length: int, aug_fraction: float, n_probes: in
 
 
 def _augment(y: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    from .augment import _apply_timbre
+    from .augment import apply_timbre
 
     if rng.random() < 0.3:
         w = rng.uniform(0.2, 0.5)
         y = (1 - w) * y + w * other
-    y = _apply_timbre(y, {"aug_eq_db": 9.0, "aug_reverb": 0.5, "aug_pitch": 2.0,
+    y = apply_timbre(y, {"aug_eq_db": 9.0, "aug_reverb": 0.5, "aug_pitch": 2.0,
                           "aug_stretch": 0.1}, rng)
     y = y * 10 ** (rng.uniform(-12, 6) / 20)
     if rng.random() < 0.5:

@@ -19,7 +19,7 @@ def corpus_record(root: str | Path) -> dict:
     kinds, licence and splits; hours per split; the manifest's SHA-256; how to rebuild it."""
     import hashlib
 
-    from .data.corpus import _split_of, read_manifest
+    from .data.corpus import split_of, read_manifest
 
     rows = read_manifest(root)
     sources: dict[str, dict] = {}
@@ -28,7 +28,7 @@ def corpus_record(root: str | Path) -> dict:
         h = float(r["duration_s"]) / 3600
         s = sources.setdefault(r["source"], {"files": 0, "hours": 0.0, "kind": set(), "license": set(),
                                              "splits": set()})
-        split = _split_of(r)
+        split = split_of(r)
         s["files"] += 1
         s["hours"] += h
         s["kind"].add(r["kind"])

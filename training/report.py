@@ -69,7 +69,7 @@ def _song_vectors(models: dict, store, clips, hop_frames: int, teacher=None) -> 
     output of the same pass (``teacher`` is then in the result under the key ``"teacher"``)."""
     import torch
 
-    from .data.dataset import _take
+    from .data.dataset import take
 
     length = next(iter(models.values())).input_length if models else teacher.input_length
     out: dict[str, list] = {k: [] for k in (*models, *(["teacher"] if teacher is not None else []))}
@@ -80,7 +80,7 @@ def _song_vectors(models: dict, store, clips, hop_frames: int, teacher=None) -> 
         probs: dict[str, list] = {k: [] for k in out}
         with torch.inference_mode():
             for b in range(0, starts.size, 16):
-                chunk = torch.from_numpy(np.stack([_take(x, int(s), length) for s in starts[b:b + 16]]))
+                chunk = torch.from_numpy(np.stack([take(x, int(s), length) for s in starts[b:b + 16]]))
                 body = None
                 if teacher is not None:
                     body, logits = teacher.body_and_logits(chunk)

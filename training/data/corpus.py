@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .common import Clip, DatasetError, DatasetIndex
 
-__all__ = ["HELD_OUT", "RENDER_KINDS", "ground_truth", "group_of", "load_corpus", "read_manifest"]
+__all__ = ["HELD_OUT", "RENDER_KINDS", "ground_truth", "group_of", "load_corpus", "read_manifest",
+           "split_of"]
 
 #: Whole sources held out from training, picked to span the corpus' styles.
 HELD_OUT = {
@@ -52,7 +53,7 @@ def group_of(row: dict[str, str]) -> str:
     return row["source"]
 
 
-def _split_of(row: dict[str, str]) -> str:
+def split_of(row: dict[str, str]) -> str:
     g = group_of(row)
     if g.startswith("score:"):
         h = int(hashlib.sha1(g.encode()).hexdigest()[:8], 16) % 10
@@ -72,7 +73,7 @@ def load_corpus(root: str | Path, split: str = "sources") -> DatasetIndex:
         p = root / row["path"]
         if not p.is_file():
             raise DatasetError(f"corpus {root}: {row['path']} is in the manifest but missing")
-        clips.append(Clip(row["path"], p, _split_of(row)))
+        clips.append(Clip(row["path"], p, split_of(row)))
     return DatasetIndex("corpus", split, [], clips, root)
 
 

@@ -74,7 +74,6 @@ def take(a: np.ndarray, start: int, length: int) -> np.ndarray:
     return np.array(np.concatenate([a] * reps)[start:start + length], np.float32)
 
 
-_take = take  # the former private name (training/report.py imports it)
 
 
 def chunk_starts(n: int, length: int, n_chunks: int) -> np.ndarray:
