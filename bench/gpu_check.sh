@@ -33,7 +33,8 @@ if [ "${GPU_CHECK_BUILD:-0}" = 1 ] && ! "$py" -c "import rt_tagger._core" 2>/dev
   timeout 240 "$py" -m pip install --no-index --no-build-isolation --no-deps -e . \
     >"$out/build.log" 2>&1 || say "native extension: build failed (see build.log)"
 fi
-if ! "$py" -c "import rt_tagger" 2>/dev/null; then  # not installed: run from the checkout
+# (from /: the checkout's root would be on sys.path for `-c` but not for bench/gpu_check.py)
+if ! (cd / && "$py" -c "import rt_tagger" 2>/dev/null); then  # not installed: the checkout
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   say "rt_tagger is not installed for $py; using the checkout ($PWD) on PYTHONPATH"
 fi

@@ -74,7 +74,7 @@ class FrontEndBranch(nn.Module):
         bn = self.bn
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         shift = bn.bias - bn.running_mean * scale
-        sign = torch.where(scale < 0, -1.0, 1.0)
+        sign = torch.where(scale < 0, -1.0, 1.0).to(scale.dtype)  # scalars alone give fp32
         z = F.conv2d(x, self.conv.weight * sign[:, None, None, None], self.conv.bias * sign)
         extreme = z.amax(dim=3) * sign[:, None]  # max_f z where a >= 0, min_f z where a < 0
         return F.relu(extreme) * scale[:, None] + shift[:, None]
