@@ -7,11 +7,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = ["logmel", "logmel_accuracy", "default_model", "live_models", "models", "distill", "teachers",
          "musicnn_vs_tf", "stream",
-         "tag_file_memory", "sources", "chaos", "chaos_short", "triton", "interpret_contribution"]
+         "tag_file_memory", "sources", "chaos", "chaos_short", "triton", "gpu_check",
+         "interpret_contribution"]
 HEADER = """# Benchmarks
 
-Measured on this project's 2-core, 24 GB development machine (no GPU), which is shared: other
-jobs were running, so absolute timings are noisy. Each table compares implementations **in the
+Measured on this project's 2-core, 24 GB development machine (no GPU; the GPU check's section
+says where it ran), which is shared: other jobs were running, so absolute timings are noisy. Each table compares implementations **in the
 same run**, and every section names the command that produced it. Re-run any script in `bench/`
 to reproduce; `python bench/assemble.py` rebuilds this file from `bench/results/`.
 """

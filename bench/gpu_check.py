@@ -212,6 +212,10 @@ def torch_path(dtype_name: str, *, autocast: bool = True, mode: str | None = Non
         in_dtype = torch.float32 if (amp or dtype == torch.float32) else dtype
         fn = _graph_module(model, dev, None if amp else dtype)
         if mode is not None:
+            # every path compiles the same forward (export.py): without a reset, the recompiles of
+            # earlier paths, models and batch sizes count towards dynamo's recompile limit (8),
+            # which the H200 run hit on the 4th compiled (path, model)
+            torch._dynamo.reset()
             fn = torch.compile(fn, mode=mode, dynamic=False, fullgraph=True)
         sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 

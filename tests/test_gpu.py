@@ -88,6 +88,10 @@ def test_gpu_path_matches_cpu_onnxruntime(path, shipped, cuda):
     name, model, inputs, refs, other = shipped
     with warnings.catch_warnings():  # TF32 is off on purpose: inductor's advice to turn it on
         warnings.filterwarnings("ignore", message="TensorFloat32 tensor cores")
+        # torch 2.11's own warnings on the compile paths (cudagraph trees' warm-up, inductor's
+        # autotuning): the outputs below are what is checked
+        warnings.filterwarnings("ignore", message="The CUDA Graph is empty")
+        warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
         _check_against_reference(path, name, model, cuda, inputs, refs, other)
 
 
