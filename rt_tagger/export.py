@@ -40,8 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .checkpoint import Checkpoint
 
-__all__ = ["DEFAULT_OPSET", "EXPORTERS", "FORMATS", "default_exporter", "export_graph",
-           "export_model", "export_onnx", "export_torchscript", "load_torchscript",
+__all__ = ["DEFAULT_OPSET", "EXPORTERS", "FORMATS", "default_exporter", "export_frame_reuse",
+           "export_graph", "export_model", "export_onnx", "frame_reuse_paths", "export_torchscript", "load_torchscript",
            "read_onnx_metadata", "resolve_model", "supports_attention"]
 
 DEFAULT_OPSET = 18
@@ -132,6 +132,19 @@ def _atomic_target(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return out, out.with_name(f".{out.name}.{os.getpid()}.tmp")
 
 
+def _resolve_exporter(exporter: str, opset: Any) -> str:
+    """``exporter`` ("auto", "dynamo" or "legacy") as the one that will run; checks ``opset``."""
+    if exporter not in ("auto", *EXPORTERS):
+        raise ConfigError(f"unknown ONNX exporter {exporter!r}; choose one of auto, "
+                          f"{', '.join(EXPORTERS)}")
+    if exporter == "dynamo" and default_exporter() != "dynamo":
+        raise ModelError("the torch.export-based ONNX exporter needs onnxscript (pip install "
+                         "onnxscript), or use exporter='legacy'")
+    if not isinstance(opset, int) or isinstance(opset, bool) or not 13 <= opset <= 23:
+        raise ConfigError(f"ONNX opset must be an integer in [13, 23], got {opset!r}")
+    return default_exporter() if exporter == "auto" else exporter
+
+
 def export_onnx(
     source: Any,
     path: str | os.PathLike[str],
@@ -147,45 +160,121 @@ def export_onnx(
     ``"attention"`` output for models that have attention maps (ignored for the others).
     ``exporter``: "auto" (see :func:`default_exporter`), "dynamo" or "legacy".
     """
+    exporter = _resolve_exporter(exporter, opset)
+    model, ckpt = resolve_model(source)
+    attn = _check_opts(model, batch, with_attention)
+    outputs = ["logits", "attention"] if attn else ["logits"]
+    # (name, example, dynamic axes): the batch axis unless ``batch`` fixes it
+    inputs = [(INPUT_NAME, _example(ckpt, batch or 2), {} if batch else {0: "batch"})]
+    return _write_onnx(export_graph(model, attn), inputs, outputs, path, ckpt=ckpt,
+                       exporter=exporter, opset=opset,
+                       info=_export_info(exporter, attn, batch, opset=opset))
+
+
+#: Suffixes of the two graphs :func:`export_frame_reuse` writes beside a model's ``.onnx``.
+FRAME_STAGE_SUFFIX, FROM_STAGE_SUFFIX = ".stage.onnx", ".reuse.onnx"
+
+
+def frame_reuse_paths(onnx_path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Where the frame-reuse graphs of the model in ``onnx_path`` live (beside it)."""
+    p = Path(onnx_path)
+    stem = p.name[:-5] if p.name.lower().endswith(".onnx") else p.name
+    return p.with_name(stem + FRAME_STAGE_SUFFIX), p.with_name(stem + FROM_STAGE_SUFFIX)
+
+
+def export_frame_reuse(source: Any, onnx_path: str | os.PathLike[str], *,
+                       with_attention: bool = True, opset: int = DEFAULT_OPSET,
+                       exporter: str = "auto") -> tuple[Path, Path] | None:
+    """For a model whose overlapping chunks can share work (it has ``frame_stage``, e.g. the
+    musicnn family), write its two halves beside ``onnx_path`` (:func:`frame_reuse_paths`):
+
+    * ``*.stage.onnx``: ``features (batch, frames, n_mels)`` -> ``rows (batch, frames - l - r,
+      dim)``, the per-frame stage on any stretch of a stream (``(l, r)`` frames of context);
+    * ``*.reuse.onnx``: ``features`` (one chunk) + ``inner (batch, T - l - r, dim)`` (that
+      chunk's rows) -> ``logits[, attention]``, equal to the whole model on the chunk.
+
+    Returns the two paths, or None for a model without a frame stage."""
+    import torch
+
+    exporter = _resolve_exporter(exporter, opset)
+    model, ckpt = resolve_model(source)
+    if not callable(getattr(model, "frame_stage", None)):
+        return None
+    attn = _check_opts(model, None, with_attention)
+    left, right = model.frame_stage_context
+    stage_path, reuse_path = frame_reuse_paths(onnx_path)
+    chunk = _example(ckpt, 2)
+    with torch.no_grad():
+        inner = model.frame_stage(chunk)
+    context = {"frame_stage_context": [left, right], "inner_dim": int(inner.shape[2])}
+
+    class Stage(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, features: torch.Tensor) -> torch.Tensor:
+            return self.model.frame_stage(features)
+
+    class FromStage(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, features: torch.Tensor, inner: torch.Tensor) -> Any:
+            if attn:
+                return self.model.from_frame_stage(features, inner, return_attention=True)
+            return self.model.from_frame_stage(features, inner)
+
+    outputs = ["logits", "attention"] if attn else ["logits"]
+    _write_onnx(Stage().eval(), [(INPUT_NAME, chunk[:1], {0: "batch", 1: "frames"})], ["rows"],
+                stage_path, ckpt=ckpt, exporter=exporter, opset=opset,
+                info=_export_info(exporter, False, None, opset=opset, role="frame_stage",
+                                  outputs=["rows"], **context))
+    _write_onnx(FromStage().eval(), [(INPUT_NAME, chunk, {0: "batch"}), ("inner", inner, {0: "batch"})],
+                outputs, reuse_path, ckpt=ckpt, exporter=exporter, opset=opset,
+                info=_export_info(exporter, attn, None, opset=opset, role="from_frame_stage",
+                                  **context))
+    return stage_path, reuse_path
+
+
+def _write_onnx(graph: Any, inputs: list[tuple[str, Any, dict[int, str]]], outputs: list[str],
+                path: str | os.PathLike[str], *, ckpt: "Checkpoint", exporter: str, opset: int,
+                info: str) -> Path:
+    """Export ``graph`` (called with the ``inputs``' examples, in order) to ``path``, atomically,
+    with the checkpoint description and ``info`` in its metadata. ``inputs``: ``(name, example,
+    {axis: dynamic axis name})``; "frames" axes get a minimum of 7 (the widest kernel)."""
     import onnx
     import torch
 
-    if exporter not in ("auto", *EXPORTERS):
-        raise ConfigError(f"unknown ONNX exporter {exporter!r}; choose one of auto, "
-                          f"{', '.join(EXPORTERS)}")
-    if exporter == "auto":
-        exporter = default_exporter()
-    elif exporter == "dynamo" and default_exporter() != "dynamo":
-        raise ModelError("the torch.export-based ONNX exporter needs onnxscript (pip install "
-                         "onnxscript), or use exporter='legacy'")
-    if not isinstance(opset, int) or not 13 <= opset <= 23:
-        raise ConfigError(f"ONNX opset must be an integer in [13, 23], got {opset!r}")
-    model, ckpt = resolve_model(source)
-    attn = _check_opts(model, batch, with_attention)
     out, tmp = _atomic_target(path)
-    graph = export_graph(model, attn)
-    outputs = ["logits", "attention"] if attn else ["logits"]
-    example = _example(ckpt, batch or 2)
+    names = [n for n, _, _ in inputs]
+    examples = tuple(e for _, e, _ in inputs)
     try:
         with _quiet_exporter(), torch.no_grad():
             if exporter == "dynamo":
-                dyn = None if batch else {"features": {0: torch.export.Dim("batch", max=65536)}}
-                torch.onnx.export(graph, (example,), str(tmp), input_names=[INPUT_NAME],
+                dims = {"batch": torch.export.Dim("batch", max=65536),
+                        "frames": torch.export.Dim("frames", min=7, max=1 << 20)}
+                dyn = {n: {a: dims[d] for a, d in axes.items()} for n, _, axes in inputs}
+                torch.onnx.export(graph, examples, str(tmp), input_names=names,
                                   output_names=outputs, opset_version=opset, dynamo=True,
-                                  dynamic_shapes=dyn, verbose=False, report=False)
+                                  dynamic_shapes=dyn if any(dyn.values()) else None,
+                                  verbose=False, report=False)
             else:
-                axes = None if batch else {n: {0: "batch"} for n in (INPUT_NAME, *outputs)}
-                torch.onnx.export(graph, (example,), str(tmp), input_names=[INPUT_NAME],
+                axes = {n: dict(a) for n, _, a in inputs if a}
+                if axes:  # outputs keep a dynamic batch axis
+                    axes.update({n: {0: "batch"} for n in outputs})
+                torch.onnx.export(graph, examples, str(tmp), input_names=names,
                                   output_names=outputs, opset_version=opset, dynamo=False,
-                                  dynamic_axes=axes, do_constant_folding=True)
+                                  dynamic_axes=axes or None, do_constant_folding=True)
         proto = onnx.load(str(tmp))  # with any external weights the exporter wrote beside it
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".data").unlink(missing_ok=True)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelError(f"ONNX export ({exporter}) of {ckpt.arch!r} failed: {first}") from exc
-    meta = {META_KEY: json.dumps(ckpt.metadata(), sort_keys=True),
-            EXPORT_KEY: _export_info(exporter, attn, batch, opset=opset, onnx=onnx.__version__)}
+    info = json.dumps({**json.loads(info), "onnx": onnx.__version__}, sort_keys=True)
+    meta = {META_KEY: json.dumps(ckpt.metadata(), sort_keys=True), EXPORT_KEY: info}
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import os
 import re
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,11 +159,19 @@ class Engine(abc.ABC):
             raise AudioInputError("engine input contains NaN or infinite values")
         return np.ascontiguousarray(batch)
 
-    def run(self, batch: np.ndarray, *, attention: bool | None = None) -> EngineOutput:
+    #: A :class:`~rt_tagger.engines.reuse.FrameReuse` where this engine has one (onnxruntime on
+    #: a CPU, for models with a frame stage): :meth:`run` with ``positions`` then uses it.
+    frame_reuse = None
+
+    def run(self, batch: np.ndarray, *, attention: bool | None = None,
+            positions: Sequence[tuple[Hashable, int]] | None = None) -> EngineOutput:
         """Tag a batch of chunks.
 
         ``attention``: return the attention maps (default: when the model has them).
-        Batches larger than ``max_batch`` are run in pieces of at most ``max_batch``.
+        ``positions``: for each chunk, ``(stream key, start frame)``; an engine with
+        :attr:`frame_reuse` then shares the frame stage between overlapping chunks of a stream
+        (same outputs), others ignore it. Batches larger than ``max_batch`` are run in pieces
+        of at most ``max_batch``.
         """
         if self._closed:
             raise BackendError(f"{self.name} engine is closed")
@@ -172,7 +181,11 @@ class Engine(abc.ABC):
         elif attention and not self.supports_attention:
             raise BackendError(f"model {self.checkpoint.arch!r} on {self.name} has no attention "
                                "output (export it with attention, or run with attention=False)")
-        pieces = [self._run(x[i:i + self.max_batch], attention)
+        reuse = self.frame_reuse if positions is not None else None
+        if reuse is not None and len(positions) != x.shape[0]:
+            raise ConfigError(f"{len(positions)} positions for a batch of {x.shape[0]} chunks")
+        pieces = [reuse.run(x[i:i + self.max_batch], positions[i:i + self.max_batch], attention)
+                  if reuse is not None else self._run(x[i:i + self.max_batch], attention)
                   for i in range(0, x.shape[0], self.max_batch)]
         logits = pieces[0][0] if len(pieces) == 1 else np.concatenate([p[0] for p in pieces])
         attn = None

@@ -47,7 +47,8 @@ def cached_onnx(source: Any, *, opset: int | None = None, cache: str | os.PathLi
     import onnx
     import torch
 
-    from ..export import DEFAULT_OPSET, default_exporter, export_onnx
+    from ..export import (DEFAULT_OPSET, default_exporter, export_frame_reuse, export_onnx,
+                          frame_reuse_paths)
     from ..factory import resolve_model
 
     model, ckpt = resolve_model(source)
@@ -60,9 +61,13 @@ def cached_onnx(source: Any, *, opset: int | None = None, cache: str | os.PathLi
     name = (f"{slug(ckpt.arch)}-{ckpt.sha256[:16]}-{described[:8]}-torch{slug(torch.__version__)}"
             f"-onnx{slug(onnx.__version__)}-op{opset}-{exporter}.onnx")
     path = cache_dir("onnx", cache) / name
-    if path.is_file():
+    stage = frame_reuse_paths(path)
+    reuse = callable(getattr(model, "frame_stage", None))
+    if path.is_file() and (not reuse or all(p.is_file() for p in stage)):
         return path, False
     export_onnx(model, path, batch=None, with_attention=True, opset=opset, exporter=exporter)
+    if reuse:  # its two halves beside it, for overlapping chunks (rt_tagger.engines.reuse)
+        export_frame_reuse(model, path, with_attention=True, opset=opset, exporter=exporter)
     export_count += 1
     return path, True
 
@@ -164,6 +169,31 @@ class OrtEngine(Engine):
         self._fixed_batch = info.get("batch")
         if self._fixed_batch:  # a static-batch export: run pieces of that size, padding the last
             self.max_batch = int(self._fixed_batch)
+        elif not on_gpu:
+            self.frame_reuse = self._open_frame_reuse(so, providers)
+
+    def _open_frame_reuse(self, so: Any, providers: list[Any]) -> Any:
+        """The model's frame-reuse halves when they lie beside its file (:func:`export_frame_reuse
+        <rt_tagger.export.export_frame_reuse>`), else None."""
+        import onnxruntime as ort
+
+        from ..export import frame_reuse_paths, read_onnx_metadata
+        from .reuse import FrameReuse
+
+        stage_path, head_path = frame_reuse_paths(self.onnx_path)
+        if not (stage_path.is_file() and head_path.is_file()):
+            return None
+        described, info = read_onnx_metadata(head_path)
+        if described.metadata() != self.checkpoint.metadata():  # halves of another model
+            return None
+        try:
+            stage, head = (ort.InferenceSession(str(p), sess_options=so, providers=providers)
+                           for p in (stage_path, head_path))
+        except Exception as exc:
+            raise BackendError(f"onnxruntime cannot load {stage_path.name} / {head_path.name}: "
+                               f"{str(exc).strip().splitlines()[0]}") from None
+        return FrameReuse(stage, head, context=tuple(info["frame_stage_context"]),
+                          length=self.input_length)
 
     def _run(self, x: np.ndarray, attention: bool) -> tuple[np.ndarray, np.ndarray | None]:
         n = x.shape[0]

@@ -69,9 +69,14 @@ class FrontEndBranch(nn.Module):
             return self.bn(F.relu(self.conv(F.pad(x, (0, 0, *self.pad_time))))).amax(dim=3)
         if x.shape[0] > 1 and x.device.type == "cpu" and _eager():
             # one patch at a time: a batch's (C, T, F) maps (~140 MB at batch 16) overflow the CPU's
-            # caches (on a GPU the split costs 7x at batch 64: bench/results/gpu/gpu_check.md)
+            # caches (on a GPU the split costs 5.8x at batch 64: BENCHMARKS.md, GPU check)
             return torch.cat([self(patch) for patch in x.split(1)])
-        x = F.pad(x, (0, 0, *self.pad_time))
+        return self.frames(x, self.pad_time)
+
+    def frames(self, x: torch.Tensor, pad_time: tuple[int, int]) -> torch.Tensor:
+        """The inference branch with ``pad_time`` zero frames before/after instead of its own:
+        ``(0, 0)`` gives only the frames whose kernel lies inside ``x`` (``T - k + 1`` of them)."""
+        x = F.pad(x, (0, 0, *pad_time))
         bn = self.bn
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         shift = bn.bias - bn.running_mean * scale
@@ -124,19 +129,39 @@ class MusicnnBody(nn.Module):
                 f"musicnn expects log-mel of shape (batch, frames, {self.n_mels}), got {tuple(x.shape)}"
             )
 
-    def _body(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every stage of the body, channels-first; ``mid`` is the concatenation."""
+    def _body(self, x: torch.Tensor, inner: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every stage of the body, channels-first; ``mid`` is the concatenation. ``inner``:
+        the chunk's :meth:`frame_stage` output, computed elsewhere (see there)."""
         self._check(x)
         x = self.input_bn(x.unsqueeze(1))  # (B, 1, T, F)
-        timbral = [branch(x) for branch in self.timbral]
-        temporal = [branch(x) for branch in self.temporal]
-        front = torch.cat(timbral + temporal, dim=1)  # (B, 561, T)
+        if inner is None:
+            timbral = torch.cat([branch(x) for branch in self.timbral], dim=1)
+        else:  # only the frames whose 7-frame kernel reaches over the chunk's edges are new
+            left, right = self.frame_stage_context
+            head = torch.cat([b.frames(x[:, :, :left + right], (left, 0)) for b in self.timbral], 1)
+            tail = torch.cat([b.frames(x[:, :, -(left + right):], (0, right)) for b in self.timbral], 1)
+            timbral = torch.cat([head, inner.transpose(1, 2), tail], dim=2)
+        temporal = torch.cat([branch(x) for branch in self.temporal], dim=1)
+        front = torch.cat([timbral, temporal], dim=1)  # (B, 561, T)
         cnn1 = self.midend[0](front)
         cnn2 = self.midend[1](cnn1) + cnn1
         cnn3 = self.midend[2](cnn2) + cnn2
-        return {"timbral": torch.cat(timbral, dim=1), "temporal": torch.cat(temporal, dim=1),
-                "cnn1": cnn1, "cnn2": cnn2, "cnn3": cnn3,
+        return {"timbral": timbral, "temporal": temporal, "cnn1": cnn1, "cnn2": cnn2, "cnn3": cnn3,
                 "mid": torch.cat([front, cnn1, cnn2, cnn3], dim=1)}  # (B, 753, T)
+
+    # ---- frame reuse: what overlapping chunks can share ------------------------------------
+    #: Frames of context the frame stage needs before/after a frame (the timbral kernels' 7).
+    frame_stage_context = (3, 3)
+
+    def frame_stage(self, x: torch.Tensor) -> torch.Tensor:
+        """The timbral front-end (~80 % of the body's work) on a stretch of a stream's log-mel
+        ``(B, T, n_mels)``: ``(B, T - 6, 408)``, one row per frame ``3 .. T - 4``, whose kernel
+        lies inside ``x``. Those rows do not depend on where a chunk starts, so chunks that
+        overlap (hop < chunk) can share them: pass a chunk's rows ``3 .. 183`` as ``inner``
+        to :meth:`_body` and only its three frames at each edge are computed again."""
+        self._check(x)
+        x = self.input_bn(x.unsqueeze(1))
+        return torch.cat([b.frames(x, (0, 0)) for b in self.timbral], dim=1).transpose(1, 2)
 
 
 class MusiCNN(MusicnnBody):
@@ -169,8 +194,8 @@ class MusiCNN(MusicnnBody):
         self.dense_bn = _bn1d(backend_units)
         self.classifier = nn.Linear(backend_units, n_tags)
 
-    def _run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self._body(x)
+    def _run(self, x: torch.Tensor, inner: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        out = self._body(x, inner)
         mid = out.pop("mid")
         max_pool, mean_pool = mid.amax(dim=2), mid.mean(dim=2)
         pooled = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # TF's interleaved flatten
@@ -187,6 +212,10 @@ class MusiCNN(MusicnnBody):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (batch, frames, n_mels)`` -> logits ``(batch, n_tags)``."""
         return self._run(x)["logits"]
+
+    def from_frame_stage(self, x: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` given the chunk's :meth:`frame_stage` rows ``inner (B, T - 6, 408)``."""
+        return self._run(x, inner)["logits"]
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Intermediate features laid out like musicnn's ``extractor`` returns them: ``timbral

@@ -88,6 +88,12 @@ class MusicnnAtt(MusicnnBody):
         """``(B, frames, n_mels)`` log-mel -> ``(B, frames, 753)`` body output."""
         return self._body(x)["mid"].transpose(1, 2)
 
+    def from_frame_stage(self, x: Tensor, inner: Tensor, return_attention: bool = False,
+                         ) -> Tensor | tuple[Tensor, Tensor]:
+        """:meth:`forward` given the chunk's :meth:`~.musicnn.MusicnnBody.frame_stage` rows
+        ``inner (B, T - 6, 408)`` (shared between overlapping chunks of a stream)."""
+        return self.head(self._body(x, inner)["mid"].transpose(1, 2), return_attention)
+
     def head(self, feats: Tensor, return_attention: bool = False,
              cls_attention: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """The trainable part on the body output ``(B, T, 753)``: max and mean over ``pool``

@@ -109,6 +109,8 @@ class InferenceScheduler:
                     self._run(work)
                 for s in finish:
                     s.finish()
+                    if getattr(self.engine, "frame_reuse", None) is not None:
+                        self.engine.frame_reuse.forget(s)
             finally:
                 with self._cond:
                     self._idle += 1
@@ -119,8 +121,13 @@ class InferenceScheduler:
                     self._cond.notify_all()
 
     def _run(self, work) -> None:
-        chunks = [item for _, items in work for item in items]
-        out = self.engine.run(np.stack([c.data for c, _ in chunks]))
+        chunks = [(stream, c) for stream, items in work for c, _ in items]
+        batch = np.stack([c.data for _, c in chunks])
+        if getattr(self.engine, "frame_reuse", None) is not None:
+            # (stream, start frame): overlapping chunks of a stream share frame-stage work
+            out = self.engine.run(batch, positions=[(stream, c.start) for stream, c in chunks])
+        else:
+            out = self.engine.run(batch)
         done = time.perf_counter()
         self.batches[len(chunks)] += 1
         i = 0
