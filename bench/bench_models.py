@@ -37,7 +37,8 @@ def checkpoint_for(name: str, workdir: Path):
     import torch
 
     from rt_tagger.checkpoint import load_checkpoint, save_checkpoint
-    from rt_tagger.models import get_arch, pretrained_path
+    from rt_tagger.factory import pretrained_path
+    from rt_tagger.models import get_arch
 
     kind, what, args = MODELS[name]
     if kind == "pretrained":
@@ -210,6 +211,14 @@ def report(title: str, rows: list[dict], args: argparse.Namespace, env: str, not
             f"{table(rows, args.threads) + chr(10) * 2 if rows else ''}{notes}\n")
 
 
+def publish(title: str, rows: list[dict], args: argparse.Namespace, env: str, notes: str) -> None:
+    """The report, printed and written to ``--out`` when given."""
+    text = report(title, rows, args, env, notes)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
 NOTES = """\
 Latency: `engine.run` on one chunk (batch 1) with 1 intra-op thread, median and p99 wall time
 over the runs after warm-up; the backends of one model (and, for attention models, the calls
@@ -238,11 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                 f.write("\n" + text)
         return 0
     rows = measure(args, [b for b in args.backends.split(",") if b])
-    text = report("Model latency and throughput: torch eager vs onnxruntime (CPU)", rows, args,
-                  env, NOTES)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    publish("Model latency and throughput: torch eager vs onnxruntime (CPU)", rows, args, env,
+            NOTES)
     return 0
 
 

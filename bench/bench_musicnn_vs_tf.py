@@ -139,7 +139,7 @@ def our_engines(model: str, tmp: str) -> tuple[dict, dict]:
     import torch
 
     from rt_tagger.export import export_onnx
-    from rt_tagger.models import create_model
+    from rt_tagger.factory import create_model
 
     net = create_model(model)
     onnx_path = str(export_onnx(net, os.path.join(tmp, "musicnn.onnx")))

@@ -49,7 +49,7 @@ def spec_att_checkpoint(width: int, tmp: Path) -> str:
     import torch
 
     from rt_tagger.checkpoint import save_checkpoint
-    from rt_tagger.models import create_model, default_logmel
+    from rt_tagger.factory import create_model, default_logmel
 
     torch.manual_seed(0)
     model = create_model("spec_att", width=width).eval()

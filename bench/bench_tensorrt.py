@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from bench_models import machine, measure, parse, report
+from bench_models import machine, measure, parse, publish
 
 NOTES = """\
 Latency: `engine.run` on one chunk (batch 1), including the host-to-device copy of the input and
@@ -41,12 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for precision in ("fp32", "fp16"):
         rows += measure(args, backends, precision=precision, device="cuda")
-    text = report("Model latency and throughput: tensorrt backend (GPU)", rows, args, env, NOTES)
-    print(text)
-    if args.out:
-        from pathlib import Path
-
-        Path(args.out).write_text(text)
+    publish("Model latency and throughput: tensorrt backend (GPU)", rows, args, env, NOTES)
     return 0
 
 

@@ -504,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     loaded: dict[str, Any] = {}
     if any(r is None for r in reasons.values()):
         from rt_tagger.engines import create_engine
-        from rt_tagger.models import create_model
+        from rt_tagger.factory import create_model
 
         for name in models:  # the reference: the runtime's CPU onnxruntime engine, fp32
             model = create_model(name)

@@ -15,8 +15,8 @@ import time
 import numpy as np
 import torch
 
+from rt_tagger.factory import create_model
 from rt_tagger.interpret import contribution_map
-from rt_tagger.models import create_model
 
 
 def timed(fn, repeat: int) -> float:

@@ -98,7 +98,7 @@ class ContributionWorker:
     def _model(self, spec: str):
         model = self._models.get(spec)
         if model is None:
-            from rt_tagger.models import create_model
+            from rt_tagger.factory import create_model
 
             self._models.clear()  # one model at a time
             model = self._models[spec] = create_model(spec)

@@ -31,7 +31,7 @@ _LAZY = {
     "RingBuffer": "rt_tagger.ring",
     "Tagger": "rt_tagger.tagger",
     "TagResult": "rt_tagger.tagger",
-    "create_model": "rt_tagger.models",
+    "create_model": "rt_tagger.factory",
     "list_models": "rt_tagger.models",
     "load_checkpoint": "rt_tagger.checkpoint",
     "save_checkpoint": "rt_tagger.checkpoint",

@@ -7,6 +7,9 @@ monitor. Values are checked once, in ``__post_init__``; a mistake is one
 :class:`~rt_tagger.errors.ConfigError` line naming the flag. Layering is explicit: the file
 gives a base, and every flag *given* on the command line replaces its value, also when it
 equals the default (flags are parsed with no default, so "given" is known).
+
+The unknown-key check (:func:`reject_unknown`) and the JSON round trip (:class:`DictFields`)
+are shared with the log-mel parameters and the training configuration.
 """
 from __future__ import annotations
 
@@ -16,11 +19,12 @@ import math
 import os
 import tomllib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from .errors import ConfigError
 
-__all__ = ["MAX_HOP", "MAX_THREADS", "SILENCE_DB", "StreamConfig", "parse_silence_gate", "read_toml"]
+__all__ = ["MAX_HOP", "MAX_THREADS", "SILENCE_DB", "DictFields", "StreamConfig",
+           "parse_silence_gate", "read_toml", "reject_unknown"]
 
 #: The most inference threads accepted: more only costs memory, never speed.
 MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
@@ -45,6 +49,30 @@ def parse_silence_gate(value: Any) -> float | None:
     if not (math.isfinite(db) and -150 <= db <= 0):
         raise ConfigError(f"--silence-gate must be between -150 and 0 dBFS (or 'off'), got {value!r}")
     return db
+
+
+def reject_unknown(cls: type, keys: Any, noun: str) -> None:
+    """One ConfigError naming every key of ``keys`` that is no field of dataclass ``cls``, so a
+    misspelt setting is never dropped silently (``noun``: what the message calls a key)."""
+    unknown = sorted(set(keys) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ConfigError(f"unknown {noun}(s): {', '.join(unknown)}")
+
+
+class DictFields:
+    """``to_dict``/``from_dict`` of a config dataclass kept as JSON (checkpoints, runs): the
+    round trip is exact, and ``from_dict`` refuses keys that are no field."""
+
+    #: what ``from_dict``'s error calls a key
+    KEY_NOUN = "setting"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        reject_unknown(cls, d, cls.KEY_NOUN)
+        return cls(**d)
 
 
 def _number(flag: str, value: Any) -> float:
@@ -159,9 +187,7 @@ class StreamConfig:
 
     def replace(self, **changes: Any) -> "StreamConfig":
         """A copy with ``changes`` applied (and checked)."""
-        unknown = sorted(set(changes) - set(self.names()))
-        if unknown:
-            raise ConfigError(f"unknown stream setting(s): {', '.join(unknown)}")
+        reject_unknown(type(self), changes, "stream setting")
         return dataclasses.replace(self, **changes)
 
     @classmethod

@@ -115,7 +115,7 @@ def test_chunker_pads_a_stream_shorter_than_one_chunk():
 
 def _axis():
     from rt_tagger.checkpoint import load_checkpoint
-    from rt_tagger.models import pretrained_path
+    from rt_tagger.factory import pretrained_path
     from rt_tagger.stream.attention import AttentionAxis
 
     return AttentionAxis(load_checkpoint(pretrained_path("spec_att.w256")).without_weights())

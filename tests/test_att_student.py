@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import rt_tagger.training as T
-from rt_tagger.models import create_model
+from rt_tagger.factory import create_model
 
 SMALL = {"width": 32, "layers": 1, "heads": 2, "dropout": 0.0}
 

@@ -124,6 +124,48 @@ def test_one_lost_device_stream_does_not_interrupt_another(pulse_env, monkeypatc
         assert gaps and max(gaps) < 0.5, f"b stalled for {max(gaps):.2f} s while a reconnected"
 
 
+def test_a_device_rescan_works_on_the_installed_sounddevice(pulse_env, monkeypatch):
+    """sounddevice has no public re-scan; ``rescan_devices`` uses its private re-initialisation.
+    On the installed sounddevice it is there and works: PortAudio is initialised as often as
+    before (its exit handler terminates it once), lists the devices again, and a device source
+    opens and delivers audio afterwards."""
+    import sounddevice as sd
+
+    from rt_tagger.sources.device import DeviceSource, input_devices, rescan_devices
+
+    for key in ("XDG_RUNTIME_DIR", "PULSE_SERVER"):
+        monkeypatch.setenv(key, pulse_env[key])
+    level = sd._initialized
+    assert rescan_devices()
+    assert sd._initialized == level
+    assert "pulse" in [d["name"] for d in input_devices()]
+    states = []
+    with DeviceSource("pulse", name="rescanned") as source:
+        source.start(lambda s, d: states.append(s))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "running" not in states:
+            time.sleep(0.02)
+        assert "running" in states and source.callbacks > 0, states
+
+
+def test_without_a_device_rescan_a_reconnect_looks_the_device_up_by_name(monkeypatch):
+    """Where sounddevice lacks the private calls, ``rescan_devices`` does nothing and says so,
+    and a reconnect that would re-scan finds its device by name in the list it has."""
+    import types
+
+    import rt_tagger.sources.device as dev
+
+    devices = [{"index": 4, "name": "USB Audio CODEC", "channels": 2, "sample_rate": 48000}]
+    monkeypatch.setattr(dev, "_sd", lambda: types.SimpleNamespace())
+    monkeypatch.setattr(dev, "input_devices", lambda: devices)
+    assert dev.rescan_devices() is False
+    source = dev.DeviceSource("usb")
+    opened = []
+    monkeypatch.setattr(source, "_open", lambda: opened.append(source.device_index))
+    source._reopen(rescan=True)
+    assert opened == [4] and source.rescans == 0
+
+
 def test_an_ambiguous_device_name_is_one_line_listing_the_matches(monkeypatch):
     """Two devices matching one substring: never take the first silently. The device list is
     substituted here (a CI machine has no two USB interfaces); the check itself is the real one."""

@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 
 from rt_tagger.checkpoint import load_checkpoint, save_checkpoint
 from rt_tagger.errors import ConfigError, ModelError
+from rt_tagger.factory import create_model
 from rt_tagger.features.config import SPEC_ATT_DB
-from rt_tagger.models import create_model
 
 torch.set_num_threads(2)
 

@@ -11,8 +11,8 @@ import torch
 from rt_tagger.chunker import Chunker, chunk_starts, complete_chunks, pad_value
 from rt_tagger.checkpoint import save_checkpoint
 from rt_tagger.errors import ConfigError
+from rt_tagger.factory import create_model
 from rt_tagger.features import MUSICNN, SPEC_ATT_DB
-from rt_tagger.models import create_model
 
 torch.set_num_threads(1)
 

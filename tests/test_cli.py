@@ -38,7 +38,7 @@ def test_demo_runs_the_main_job_on_the_embedded_default(tmp_path):
     assert "| attention " in p.stdout  # ... with the model's attention over each chunk
     msgs = read_jsonl(out.read_text())
     # the embedded default is the shipped musicnn_att student (attention maps in every update)
-    from rt_tagger.models import create_model
+    from rt_tagger.factory import create_model
     from rt_tagger.tagger import DEFAULT_MODEL
 
     assert msgs[0]["type"] == "status" and msgs[0]["model"] == DEFAULT_MODEL

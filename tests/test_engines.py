@@ -18,7 +18,7 @@ from rt_tagger.engines import ort_engine
 from rt_tagger.engines.base import sigmoid
 from rt_tagger.errors import AudioInputError, BackendError, ConfigError
 from rt_tagger.export import export_onnx, supports_attention
-from rt_tagger.models import pretrained_path
+from rt_tagger.factory import pretrained_path
 
 TOL = 1e-4
 REAL_BACKENDS = [b for b in BACKENDS if b != "auto"]
@@ -244,7 +244,7 @@ def test_tensorrt_export_program_runs_on_cpu(name):
     max_batch, 16 by default). That program runs here and equals eager within 1e-5, attention
     maps included, so on a GPU only TensorRT's own conversion is left unproven."""
     from rt_tagger.export import export_graph
-    from rt_tagger.models import create_model
+    from rt_tagger.factory import create_model
 
     if not pretrained_path(name).is_file():
         pytest.skip(f"{name} weights are not shipped in this tree")

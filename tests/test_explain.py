@@ -10,8 +10,8 @@ import torch
 from rt_tagger.checkpoint import load_checkpoint, save_checkpoint
 from rt_tagger.errors import AudioFileError, ConfigError, ModelError
 from rt_tagger.explain import BOUNDARY_COLOR, explain_file
+from rt_tagger.factory import create_model, pretrained_path
 from rt_tagger.features import SPEC_ATT_DB
-from rt_tagger.models import create_model, pretrained_path
 
 pytest.importorskip("matplotlib")
 torch.set_num_threads(1)

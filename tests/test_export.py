@@ -24,7 +24,8 @@ from rt_tagger.export import (
     read_onnx_metadata,
     supports_attention,
 )
-from rt_tagger.models import list_models, pretrained_path
+from rt_tagger.factory import pretrained_path
+from rt_tagger.models import list_models
 
 TOL = 1e-4
 BATCHES = (1, 3)  # plus 16 for the streaming model (spec_att width 256); see batches()

@@ -25,7 +25,7 @@ from checkpoints import make_checkpoint
 
 from rt_tagger.engines import create_engine
 from rt_tagger.export import export_onnx
-from rt_tagger.models import create_model, pretrained_path
+from rt_tagger.factory import create_model, pretrained_path
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py"
 BATCHES = (1, 8)  # the check also runs 64; two sizes keep the compile paths' test time down

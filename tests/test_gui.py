@@ -8,25 +8,17 @@ pipeline's threads (pause, restart and close never leak capture threads).
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-pytest.importorskip("pyqtgraph")
-pytest.importorskip("PySide6")
-
-from rt_tagger.gui_launch import gui_package  # noqa: E402
-
-gui_package()  # registers rt_tagger.gui also from a source checkout
-
-from rt_tagger.gui import views  # noqa: E402
-from rt_tagger.gui.qt import QtCore, QtGui  # noqa: E402
-from rt_tagger.gui.session import Session, Settings  # noqa: E402
-from rt_tagger.gui.window import LiveWindow  # noqa: E402
-from rt_tagger.tagger import DEFAULT_MODEL  # noqa: E402
+from gui_env import rt_threads  # first: Qt offscreen, rt_tagger.gui importable
+from rt_tagger.gui import views
+from rt_tagger.gui.qt import QtCore, QtGui
+from rt_tagger.gui.session import Session, Settings
+from rt_tagger.gui.window import LiveWindow
+from rt_tagger.tagger import DEFAULT_MODEL
 
 DATA = Path(__file__).parent / "data"
 DRUMS = str(DATA / "render_drums_70bpm_12s.flac")
@@ -137,10 +129,6 @@ def check_heat_strip(window: LiveWindow, tmp_path: Path, ratio: np.ndarray) -> N
     assert shifted.mean() < 0.8  # 4 cells (64 ms) off would be seen
 
 
-def rt_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("rt-tagger")]
-
-
 def bar_lengths(img: np.ndarray, window: LiveWindow) -> np.ndarray:
     """Length in pixels of each bar row, read from the image along the row's centre line."""
     bars = window.view.bars
@@ -211,8 +199,8 @@ def test_attention_overlay_and_contribution_strip(qtbot, open_window, tmp_path):
     """The default musicnn_att in PyTorch: the heat strip's colour and the overlay's alpha in
     the pixels follow the attention per column; the strip is the contribution map of
     exactly the chunk the engine saw; clicking a bar selects its tag and the strip follows."""
+    from rt_tagger.factory import create_model
     from rt_tagger.interpret import contribution_map
-    from rt_tagger.models import create_model
 
     window, session = open_window(Settings(source=DRUMS, model=DEFAULT_MODEL, backend="torch"))
     settle(qtbot, window, session)
@@ -357,7 +345,7 @@ def q2l_checkpoint(tmp_path_factory):
     import torch
 
     from rt_tagger.checkpoint import load_checkpoint, save_checkpoint
-    from rt_tagger.models import create_model, pretrained_path
+    from rt_tagger.factory import create_model, pretrained_path
     from rt_tagger.models.short_res import SHORT_RES_LOGMEL
 
     torch.manual_seed(0)

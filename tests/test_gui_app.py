@@ -7,31 +7,19 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-pytest.importorskip("pyqtgraph")
-pytest.importorskip("PySide6")
-
-from rt_tagger.gui_launch import gui_package  # noqa: E402
-
-gui_package()  # registers rt_tagger.gui also from a source checkout
-
-from rt_tagger.gui.qt import QtCore, QtGui  # noqa: E402
-from rt_tagger.gui.session import Session, Settings  # noqa: E402
-from rt_tagger.gui.window import LiveWindow  # noqa: E402
-from rt_tagger.tagger import DEFAULT_MODEL  # noqa: E402
+from gui_env import rt_threads  # first: Qt offscreen, rt_tagger.gui importable
+from rt_tagger.gui.qt import QtCore, QtGui
+from rt_tagger.gui.session import Session, Settings
+from rt_tagger.gui.window import LiveWindow
+from rt_tagger.tagger import DEFAULT_MODEL
 
 DATA = Path(__file__).parent / "data"
 PIANO = str(DATA / "render_piano_monteverdi_12s.flac")
-
-
-def rt_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("rt-tagger")]
 
 
 def test_importing_the_cli_does_not_import_qt():

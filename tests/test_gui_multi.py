@@ -6,26 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-pytest.importorskip("pyqtgraph")
-pytest.importorskip("PySide6")
-
-from rt_tagger.gui_launch import gui_package  # noqa: E402
-
-gui_package()  # registers rt_tagger.gui also from a source checkout
-
-from rt_tagger.gui import multi  # noqa: E402
-from rt_tagger.gui.qt import QtCore, QtGui, QtWidgets  # noqa: E402
-from rt_tagger.monitor import AlarmConfig, Monitor, SourceSpec  # noqa: E402
-from rt_tagger.tagger import Tagger  # noqa: E402
-from signals import DATA, MUSIC_CLIPS, SR, load_music  # noqa: E402
+from gui_env import rt_threads  # first: Qt offscreen, rt_tagger.gui importable
+from rt_tagger.gui import multi
+from rt_tagger.gui.qt import QtCore, QtGui, QtWidgets
+from rt_tagger.monitor import AlarmConfig, Monitor, SourceSpec
+from rt_tagger.tagger import Tagger
+from signals import DATA, MUSIC_CLIPS, SR, load_music
 
 DRUMS = DATA / MUSIC_CLIPS[2]
 ALARMS = AlarmConfig(silence_seconds=1.0)  # dead air after 1 s (default 10 s)
@@ -46,10 +38,6 @@ def gap_file(path: Path) -> Path:
                             y[: int(2 * SR)]])
     sf.write(path, audio, SR, subtype="FLOAT")
     return path
-
-
-def rt_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("rt-tagger")]
 
 
 def grab(window, path: Path) -> np.ndarray:

@@ -9,8 +9,8 @@ import torch
 
 from rt_tagger import interpret as I
 from rt_tagger.errors import ConfigError, ModelError
+from rt_tagger.factory import create_model
 from rt_tagger.features import SPEC_ATT_DB
-from rt_tagger.models import create_model
 
 torch.set_num_threads(1)
 FRAME_S = SPEC_ATT_DB.hop_length / SPEC_ATT_DB.sample_rate  # 16 ms

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from rt_tagger.models import create_model
+from rt_tagger.factory import create_model
 from rt_tagger.models.attention import EncoderLayer, MultiHeadAttention
 
 torch.set_num_threads(2)

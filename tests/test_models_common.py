@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from rt_tagger.errors import ConfigError
-from rt_tagger.models import create_model, default_logmel
+from rt_tagger.factory import create_model, default_logmel
 
 torch.set_num_threads(2)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from rt_tagger.models import create_model
+from rt_tagger.factory import create_model
 
 # Won et al. 2019, Table 1, Spec front-end: (channels, frequency, time).
 TABLE1_SPEC_VERTICAL = [(32, 38, 1), (32, 86, 1), (16, 38, 3), (16, 86, 3), (8, 38, 7), (8, 86, 7)]

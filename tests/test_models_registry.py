@@ -10,7 +10,8 @@ from rt_tagger.checkpoint import save_checkpoint
 from rt_tagger.errors import ConfigError, ModelError
 from rt_tagger.features.config import SPEC_ATT_DB
 from rt_tagger import factory
-from rt_tagger.models import create_model, default_logmel, list_models, registry
+from rt_tagger.factory import create_model, default_logmel
+from rt_tagger.models import list_models, registry
 from rt_tagger.models.short_res import SHORT_RES_LOGMEL
 
 OURS = {"spec_att", "raw_att", "raw_cnn_l", "short_res", "q2l"}

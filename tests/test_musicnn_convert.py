@@ -19,7 +19,7 @@ from safetensors.numpy import load_file
 from rt_tagger.checkpoint import load_checkpoint
 from rt_tagger.convert.musicnn_tf import WHEEL_NAME, WHEEL_VERSION, convert, main
 from rt_tagger.convert.tf_checkpoint import list_tf_checkpoint, read_tf_checkpoint
-from rt_tagger.models import pretrained_path
+from rt_tagger.factory import pretrained_path
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import torch
 
 from rt_tagger.checkpoint import load_checkpoint
 from rt_tagger.errors import ConfigError
+from rt_tagger.factory import create_model, pretrained_path
 from rt_tagger.features.config import MUSICNN
-from rt_tagger.models import create_model, pretrained_path
 from rt_tagger.models.musicnn import FEATURE_NAMES, MusiCNN
 
 REF = Path(__file__).parent / "data" / "musicnn_ref.npz"

@@ -21,8 +21,8 @@ from rt_tagger.convert.musicnn_vgg_tf import N_VALUES, convert_vgg
 from rt_tagger.convert.tf_checkpoint import list_tf_checkpoint
 from rt_tagger.engines import available_backends, create_engine
 from rt_tagger.errors import ConfigError
+from rt_tagger.factory import create_model, pretrained_path
 from rt_tagger.features.config import MUSICNN
-from rt_tagger.models import create_model, pretrained_path
 from rt_tagger.models.musicnn_vgg import MusicnnVGG
 from test_musicnn_convert import wheel  # noqa: F401 - the cached musicnn wheel fixture
 

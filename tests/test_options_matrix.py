@@ -165,6 +165,25 @@ def test_stream_config_checks_once_and_names_the_flag(tmp_path):
     assert StreamConfig.from_toml({"silence_gate": "off"}).silence_gate is None
 
 
+def test_configs_name_every_unknown_key_in_one_error():
+    """The stream settings, the log-mel parameters and the training options share one check
+    (``rt_tagger.config.reject_unknown``): every unknown key, sorted, in one line."""
+    from rt_tagger.config import StreamConfig
+    from rt_tagger.errors import ConfigError
+    from rt_tagger.features import MUSICNN, LogMelConfig
+    from rt_tagger.training.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"^unknown stream setting\(s\): hopp, top_k$"):
+        StreamConfig().replace(top_k=3, hopp=1.0)
+    with pytest.raises(ConfigError, match=r"^unknown log-mel parameter\(s\): mels$"):
+        LogMelConfig.from_dict({**MUSICNN.to_dict(), "mels": 64})
+    with pytest.raises(ConfigError, match=r"^unknown training option\(s\): lr$"):
+        TrainConfig.from_dict({"data": "x", "lr": 0.1})
+    assert LogMelConfig.from_dict(MUSICNN.to_dict()) == MUSICNN
+    train = TrainConfig(data="x", drop_epochs=[5, 9])
+    assert TrainConfig.from_dict(train.to_dict()) == train
+
+
 def test_a_failed_run_leaves_no_empty_jsonl_file(tmp_path):
     """A run that fails after the model loaded (the device does not exist) leaves no FILE."""
     out = tmp_path / "out.jsonl"

@@ -119,8 +119,9 @@ def test_compare_reports_a_student(prepared, corpus, tmp_path, torch_two_threads
     import torch
 
     from rt_tagger.checkpoint import save_checkpoint
+    from rt_tagger.factory import create_model
     from rt_tagger.features import SPEC_ATT_DB
-    from rt_tagger.models import create_model, get_arch
+    from rt_tagger.models import get_arch
 
     tags = list(create_model("musicnn.mtat").checkpoint.tags)
     torch.manual_seed(0)

@@ -299,7 +299,7 @@ def test_cli_prepares_a_raw_dataset_trains_and_exports(mtat, tmp_path, capsys):
     assert list(data.meta["features"]) == [mod("data.prepare").feature_id(
         SPEC_ATT_DB.replace(n_mels=24))]
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "m.safetensors")]) == 0
-    from rt_tagger.models import create_model
+    from rt_tagger.factory import create_model
 
     model = create_model(tmp_path / "m.safetensors")
     assert model.input_length == 32 and model.checkpoint.provenance["epochs"] == 1

@@ -245,7 +245,7 @@ def test_evaluate_the_export_and_musicnn(run, prepared):
     mine = ev.evaluate(str(out / "model.safetensors"), prepared, split="test", n_chunks=4)
     assert mine["n_tags_scored"] == 4 and mine["roc_auc"] > 0.75
     # independent check of the song-level averaging for one clip
-    from rt_tagger.models import create_model
+    from rt_tagger.factory import create_model
 
     model = create_model(out / "model.safetensors")
     data = mod("data.dataset").Prepared(prepared)
@@ -305,8 +305,8 @@ def test_ddp_two_processes_match_single_process(prepared, tmp_path):
 def test_distillation_targets_and_run(prepared, tmp_path):
     """Teacher targets are the mean teacher probability over the patches covering the student
     chunk; a short distillation run trains a student with the teacher's tags."""
+    from rt_tagger.factory import create_model
     from rt_tagger.features import SPEC_ATT_DB
-    from rt_tagger.models import create_model
 
     data = mod("data.dataset").Prepared(prepared)
     teacher = mod("distill").Teacher("musicnn.mtat", data, SPEC_ATT_DB.replace(n_mels=32), 200,

@@ -107,8 +107,8 @@ def _worker(args: tuple) -> int:
     (root, out, part, rows, worker, workers, teacher_name, length, seed) = args
     import torch
 
+    from rt_tagger.factory import create_model
     from rt_tagger.features import LogMel
-    from rt_tagger.models import create_model
 
     torch.set_num_threads(1)
     prep = Prepared(root)
@@ -161,7 +161,7 @@ def build_body_cache(data: str | os.PathLike, out: str | os.PathLike, *,
                      aug_fraction: float = 0.5, n_probes: int = 480, seed: int = 0,
                      parts: tuple[str, ...] = PARTS, quiet: bool = False) -> dict[str, int]:
     """Build (or resume) the cache; returns rows per part."""
-    from rt_tagger.models import create_model
+    from rt_tagger.factory import create_model
 
     prep = Prepared(data)
     t = create_model(teacher)

@@ -107,7 +107,7 @@ def distill_body(cfg: BodyDistillConfig, quiet: bool = False) -> Path:
     import torch.nn.functional as F
 
     from rt_tagger.checkpoint import save_checkpoint
-    from rt_tagger.models import create_model
+    from rt_tagger.factory import create_model
 
     cfg.validate()
     torch.manual_seed(cfg.seed)

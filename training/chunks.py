@@ -26,7 +26,7 @@ def model_logmel(arch: str, model) -> LogMelConfig | None:
     cfg = getattr(model, "cfg", None)
     if cfg is None:
         raise ConfigError(f"{arch}: the model has no description (model.cfg); build it with "
-                          "rt_tagger.models.create_model")
+                          "rt_tagger.factory.create_model")
     return cfg.logmel
 
 

@@ -10,8 +10,8 @@ import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
+from rt_tagger.config import DictFields
 from rt_tagger.errors import ConfigError
 
 __all__ = ["OPTIMIZERS", "TrainConfig"]
@@ -20,7 +20,7 @@ OPTIMIZERS = ("paper", "adam", "sgd")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictFields):
     # --- model and data
     model: str = "spec_att"  # registry architecture name
     model_args: dict = field(default_factory=dict)  # JSON, e.g. {"width": 64, "layers": 1}
@@ -64,6 +64,8 @@ class TrainConfig:
     export: bool = True  # write OUT/model.safetensors from the best epoch at the end
     quiet: bool = False
 
+    KEY_NOUN = "training option"
+
     def validate(self) -> "TrainConfig":
         def bad(msg: str) -> ConfigError:
             return ConfigError(f"invalid training config: {msg}")
@@ -106,17 +108,6 @@ class TrainConfig:
     @classmethod
     def from_args(cls, ns: argparse.Namespace) -> "TrainConfig":
         return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
 
 
 def _json_dict(text: str) -> dict:

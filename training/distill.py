@@ -46,7 +46,7 @@ class Teacher:
 
     def __init__(self, name: str, data: Prepared, student_logmel, student_length: int,
                  device: torch.device) -> None:
-        from rt_tagger.models import create_model
+        from rt_tagger.factory import create_model
 
         self.model = create_model(name).to(device).eval()
         for p in self.model.parameters():

@@ -46,7 +46,7 @@ SR = 16000
 
 
 def _model(name: str):
-    from rt_tagger.models import create_model
+    from rt_tagger.factory import create_model
 
     return create_model(name).eval()
 

@@ -251,7 +251,7 @@ def teacher_probs(clips: list[dict], teachers=TEACHERS, threads: int = 2) -> tup
     the teachers' patch probabilities)."""
     import torch
 
-    from rt_tagger.models import create_model
+    from rt_tagger.factory import create_model
     from .data.audio import load_audio
 
     torch.set_num_threads(threads)

@@ -1,11 +1,11 @@
 """Log-mel parameters: one frozen dataclass shared by every backend, checkpoint and the CLI."""
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import DictFields
 from ..errors import ConfigError
 
 LOG_MODES = ("log10p", "db", "none")
@@ -13,7 +13,7 @@ PAD_MODES = ("constant", "reflect")
 
 
 @dataclass(frozen=True)
-class LogMelConfig:
+class LogMelConfig(DictFields):
     """Everything that defines a log-mel spectrogram, with librosa-compatible meanings.
 
     The mel filterbank is librosa's ``filters.mel(htk=False, norm="slaney")``; frames are
@@ -43,6 +43,8 @@ class LogMelConfig:
     log_scale: float = 10000.0  # the C in log10(1 + C*S)
     amin: float = 1e-10  # floor inside the dB log
     top_db: float | None = None  # per-frame dynamic-range floor for log="db"
+
+    KEY_NOUN = "log-mel parameter"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -86,17 +88,6 @@ class LogMelConfig:
             raise bad(f"amin must be positive, got {self.amin!r}")
         if self.top_db is not None and not (math.isfinite(self.top_db) and self.top_db >= 0):
             raise bad(f"top_db must be None or >= 0, got {self.top_db!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LogMelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown log-mel parameter(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
 
     def replace(self, **changes: Any) -> "LogMelConfig":
         return LogMelConfig.from_dict({**self.to_dict(), **changes})

@@ -8,18 +8,12 @@ loading models is :mod:`rt_tagger.factory`'s (``create_model``, ``resolve_model`
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from . import registry
 from .cfg import ModelCfg
 from .registry import *  # noqa: F403 - the registry API is this package's API
 
-#: Factory names this package forwards to :mod:`rt_tagger.factory` (imported on first use, so
-#: the registry never depends on the factory): ``from rt_tagger.models import create_model``.
-FACTORY_NAMES = ("DEFAULT_MODEL", "create_model", "default_logmel", "model_cfg",
-                 "pretrained_path", "resolve_model")
-
-__all__ = [*registry.__all__, "ModelCfg", *FACTORY_NAMES]
+__all__ = [*registry.__all__, "ModelCfg"]
 
 # Architecture modules register themselves on import. A module that does not exist yet is
 # skipped; any other import error inside an existing module propagates.
@@ -31,10 +25,3 @@ for _mod in ("spec_att", "raw", "q2l", "short_res", "musicnn", "musicnn_vgg", "m
             raise
 del _mod
 
-
-def __getattr__(name: str) -> Any:
-    if name in FACTORY_NAMES:
-        from .. import factory
-
-        return getattr(factory, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,6 +28,25 @@ def _sd():
     return sd
 
 
+def rescan_devices() -> bool:
+    """Makes PortAudio enumerate its devices again (it does so only when initialised); this
+    closes every PortAudio stream of the process. Returns False, having done nothing, where
+    sounddevice offers no way to do it.
+
+    sounddevice has no public call for this: its maintainer's advice (python-sounddevice
+    issues #125, #516) is its private ``_terminate`` and ``_initialize``. They are used here
+    only, and only if this sounddevice has them; without them a reconnecting source keeps
+    looking its device up by name in the old list, which finds one that comes back under its
+    old index (a restarted sound server) but not a re-plugged one."""
+    sd = _sd()
+    terminate, initialize = getattr(sd, "_terminate", None), getattr(sd, "_initialize", None)
+    if not (callable(terminate) and callable(initialize)):
+        return False
+    terminate()
+    initialize()
+    return True
+
+
 def input_devices() -> list[dict[str, Any]]:
     """Every device with input channels: index, name, channels, default rate, host API."""
     sd = _sd()
@@ -195,10 +214,8 @@ class DeviceSource(Source):
             if _others_running(self):
                 raise DeviceError("not found again yet (a device re-scan waits until no other "
                                   "device source of this process is running)")
-            sd = _sd()
-            sd._terminate()  # PortAudio enumerates devices only at initialisation
-            sd._initialize()
-            self.rescans += 1
+            if rescan_devices():
+                self.rescans += 1
         self._find_again()
         self._open()
 

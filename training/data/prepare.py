@@ -49,7 +49,7 @@ def feature_id(config: LogMelConfig | None) -> str:
 def resolve_features(names: list) -> dict[str, LogMelConfig | None]:
     """Map model names (``spec_att``, ``musicnn.mtat``, a checkpoint), ``raw`` or
     :class:`LogMelConfig` objects to features."""
-    from rt_tagger.models import default_logmel
+    from rt_tagger.factory import default_logmel
 
     out: dict[str, LogMelConfig | None] = {}
     for name in names:

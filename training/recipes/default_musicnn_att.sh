@@ -12,14 +12,11 @@
 # On a 2-core CPU: corpus ~65 min (once), prepare ~1 min, body cache ~25 min (both cores),
 # training ~40 min, report ~30 min. Steps 0-2 resume after a stop; step 3 restarts.
 set -euo pipefail
-CORPUS=${1:?usage: default_musicnn_att.sh CORPUS WORK}
-WORK=${2:?usage: default_musicnn_att.sh CORPUS WORK}
-PY=${PYTHON:-python}
-T="$PY -m rt_tagger.training"
-mkdir -p "$WORK"
+# shellcheck source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@"
 
-# 0. the corpus: Debian soundtracks, FluidSynth renders, singing, speech (resumable)
-[ -f "$CORPUS/.built" ] || $T corpus "$CORPUS" --jobs 2
+# 0. the corpus (common.sh)
+build_corpus
 
 # 1. decode once: the teacher's log-mel and 16 kHz audio (for the augmented chunks)
 $T prepare --dataset corpus --root "$CORPUS" --out "$WORK/prepared" \

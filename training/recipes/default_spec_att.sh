@@ -11,14 +11,11 @@
 # On a 2-core CPU the two students train side by side, one core each (about 90 minutes with
 # the settings below); every step is resumable: run the same command again after a stop.
 set -euo pipefail
-CORPUS=${1:?usage: default_spec_att.sh CORPUS WORK}
-WORK=${2:?usage: default_spec_att.sh CORPUS WORK}
-PY=${PYTHON:-python}
-T="$PY -m rt_tagger.training"
-mkdir -p "$WORK"
+# shellcheck source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@"
 
-# 0. the corpus: Debian soundtracks, FluidSynth renders, singing, speech (resumable)
-[ -f "$CORPUS/.built" ] || $T corpus "$CORPUS" --jobs 2
+# 0. the corpus (common.sh)
+build_corpus
 
 # 1. decode once: the student's log-mel, the teacher's log-mel, 16 kHz audio for augmentation
 $T prepare --dataset corpus --root "$CORPUS" --out "$WORK/prepared" \
