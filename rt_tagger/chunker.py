@@ -91,6 +91,11 @@ class Chunker:
     def units_seen(self) -> int:
         return self._total
 
+    @property
+    def window(self) -> tuple[np.ndarray | None, int]:
+        """``(units kept, index of the first)``: from the next chunk's start to the newest unit."""
+        return self._buf, self._buf_start
+
     def push(self, units: np.ndarray) -> list[Chunk]:
         if units.shape[0] == 0:
             return []

@@ -119,7 +119,7 @@ def test_fallback_exporter_matches_torch(legacy_export):
     """Without onnxscript the ONNX graph comes from the legacy exporter; it gives PyTorch's
     outputs (logits and attention maps) for the shipped default model."""
     from rt_tagger.export import default_exporter, read_onnx_metadata
-    from rt_tagger.models import create_model
+    from rt_tagger.factory import create_model
     from rt_tagger.tagger import DEFAULT_MODEL
 
     assert default_exporter() == "dynamo"  # here onnxscript is installed ...
@@ -151,7 +151,11 @@ def test_demo_and_file_tagging_without_onnxscript(legacy_export):
     msgs = [json.loads(line) for line in p.stdout.splitlines()]
     assert msgs[0]["backend"] == "onnxruntime" and msgs[-1]["type"] == "summary"
     assert msgs[-1]["duration"] >= 8.0 and msgs[-1]["chunks"] > 5
-    assert [p.name for p in (cache / "onnx").iterdir()] == [Path(legacy_export).name]
+    # the graph and its two frame-reuse halves (rt_tagger.engines.reuse), nothing else
+    from rt_tagger.export import frame_reuse_paths
+
+    want = [Path(legacy_export), *frame_reuse_paths(legacy_export)]
+    assert sorted(p.name for p in (cache / "onnx").iterdir()) == sorted(p.name for p in want)
     p = without("onnxscript", FILE, "--jsonl", "-", "-q", env=env)
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout.splitlines()[-1])

@@ -86,6 +86,25 @@ def test_a_batch_of_one_streams_chunks_reuses_within_the_batch(engine):
         engine.run(batch, positions=[("c", 0)])
 
 
+def test_rows_made_ahead_of_the_chunks_are_used_and_equal(engine):
+    """extend() as a feature thread calls it (frames as they come, in blocks): the chunks then
+    find their rows made and run only the rest of the model; outputs equal the whole model's."""
+    reuse = engine.frame_reuse
+    x = logmel(500, 4)
+    for end in range(40, 260, 40):  # blocks of 40 frames; the window from frame 0
+        reuse.extend("d", x[:end], 0)
+    before = reuse.stage_frames
+    got = engine.run(x[None, 31:218], positions=[("d", 31)])  # rows 34..214 all made already
+    assert reuse.stage_frames == before
+    np.testing.assert_allclose(got.probs, engine.run(x[None, 31:218]).probs, rtol=0, atol=ATOL)
+    # a window starting past the kept rows' end leaves them (a queued chunk may need them)
+    reuse.extend("d", x[300:400], 300)
+    assert reuse.stage_frames == before
+    got = engine.run(x[None, 62:249], positions=[("d", 62)])
+    np.testing.assert_allclose(got.probs, engine.run(x[None, 62:249]).probs, rtol=0, atol=ATOL)
+    reuse.forget("d")
+
+
 def test_tagging_a_file_with_frame_reuse_equals_without(tmp_path):
     """The whole streaming path (hop 0.5 s: 6 chunks share each frame): the same updates."""
     tagger = Tagger(None, hop=0.5, threads=1, backend="onnxruntime")

@@ -44,11 +44,9 @@ class FrameReuse:
         self._stage, self._head = stage, head
         self._heads = [o.name for o in head.get_outputs()]
         self.max_streams = int(max_streams)
-        # key -> (first frame of the rows, rows (n, dim)); LRU order
-        self._rows: collections.OrderedDict[Hashable, tuple[int, np.ndarray]] = \
-            collections.OrderedDict()
-        self._lock = threading.Lock()
-        self.stage_frames = 0  # frames the stage has run on (a measure of the work saved)
+        self._streams: collections.OrderedDict[Hashable, _Rows] = collections.OrderedDict()  # LRU
+        self._lock = threading.Lock()  # guards the dict; each stream's rows have their own lock
+        self.stage_frames = 0  # frames the stage has run on (a measure of the work done)
 
     def run(self, x: np.ndarray, positions: Sequence[tuple[Hashable, int]],
             attention: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -63,32 +61,55 @@ class FrameReuse:
             raise BackendError(f"onnxruntime failed: {str(exc).strip().splitlines()[0]}") from None
         return out[0], (out[1] if len(names) == 2 else None)
 
+    def extend(self, key: Hashable, frames: np.ndarray, first: int, *, min_new: int = 32) -> None:
+        """Ahead of the chunks: the rows of ``key``'s frames in ``frames (n, n_mels)`` (stream
+        frames ``first .. first + n - 1``) that have their context there and are not kept yet,
+        once there are ``min_new`` of them (each call costs ``l + r`` frames of context). A
+        stream's feature thread calls this as frames come, so its chunks find their rows made
+        (the first chunk too) and the stage runs beside the inference thread."""
+        entry = self._entry(key)
+        with entry.lock:
+            have = entry.end
+            if entry.rows is None or have < first + self.left:
+                if entry.rows is not None:  # rows a queued chunk may still need: leave them
+                    return
+                have = first + self.left
+            end = first + len(frames) - self.right  # rows possible for frames [have, end)
+            if end - have < max(min_new, 1):
+                return
+            new = self._run_stage(frames[have - self.left - first: end + self.right - first])
+            entry.append(have, new, keep=16 * self.length)
+
     def forget(self, key: Hashable) -> None:
         """Drop a finished stream's rows."""
         with self._lock:
-            self._rows.pop(key, None)
+            self._streams.pop(key, None)
+
+    def _entry(self, key: Hashable) -> "_Rows":
+        with self._lock:
+            entry = self._streams.get(key)
+            if entry is None:
+                entry = self._streams[key] = _Rows()
+                while len(self._streams) > self.max_streams:
+                    self._streams.popitem(last=False)
+            else:
+                self._streams.move_to_end(key)
+            return entry
 
     def _inner(self, key: Hashable, start: int, chunk: np.ndarray) -> np.ndarray:
         """The stage rows of frames ``start + l .. start + length - r - 1``: kept ones where the
-        stream's previous chunks made them, the stage on ``chunk`` for the rest."""
+        stream's earlier chunks or :meth:`extend` made them, the stage on ``chunk`` for the rest."""
         lo, hi = start + self.left, start + self.length - self.right
-        with self._lock:
-            kept = self._rows.pop(key, None)
-        if kept is not None and kept[0] <= lo <= kept[0] + len(kept[1]):
-            first, rows = kept
-            rows = rows[lo - first:]
-            have = lo + len(rows)  # rows exist for frames [lo, have)
-            if have < hi:  # the new frames need l frames before and r after them, all in chunk
-                new = self._run_stage(chunk[have - self.left - start: hi + self.right - start])
-                rows = np.concatenate([rows, new])
-        else:
-            rows = self._run_stage(chunk)
-        rows = rows[: self.inner]
-        with self._lock:
-            self._rows[key] = (lo, rows)
-            while len(self._rows) > self.max_streams:
-                self._rows.popitem(last=False)
-        return rows
+        entry = self._entry(key)
+        with entry.lock:
+            if entry.rows is None or not entry.first <= lo <= entry.end:  # nothing to join
+                entry.rows, entry.first = None, lo
+            entry.drop_before(lo)
+            if entry.end < hi:  # the new frames need l frames before and r after, all in chunk
+                have = entry.end
+                entry.append(have, self._run_stage(chunk[have - self.left - start:
+                                                         hi + self.right - start]))
+            return entry.rows[: self.inner]
 
     def _run_stage(self, frames: np.ndarray) -> np.ndarray:
         try:
@@ -97,3 +118,31 @@ class FrameReuse:
             raise BackendError(f"onnxruntime failed: {str(exc).strip().splitlines()[0]}") from None
         self.stage_frames += len(frames)
         return rows
+
+
+class _Rows:
+    """One stream's kept rows: frames ``first .. end - 1``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.first = 0
+        self.rows: np.ndarray | None = None
+
+    @property
+    def end(self) -> int:
+        return self.first + (0 if self.rows is None else len(self.rows))
+
+    def append(self, at: int, new: np.ndarray, keep: int | None = None) -> None:
+        """Rows of frames ``at ..`` (``at`` is :attr:`end`, or anything when there are none);
+        at most ``keep`` rows stay (the newest)."""
+        if self.rows is None:
+            self.first, self.rows = at, new
+        else:
+            self.rows = np.concatenate([self.rows, new])
+        if keep is not None and len(self.rows) > keep:
+            self.drop_before(self.end - keep)
+
+    def drop_before(self, frame: int) -> None:
+        if self.rows is not None and frame > self.first:
+            self.rows = self.rows[frame - self.first:]
+            self.first = frame

@@ -78,6 +78,9 @@ class FeatureStream:
         self.taggram: collections.deque = collections.deque(
             maxlen=None if source.finite else int(3600 / max(hop_units * self.unit_seconds, 1e-3)))
         self.padded_units = 0
+        #: ``prefetch(frames, first_frame, min_new=)``: the engine's
+        #: :meth:`~rt_tagger.engines.reuse.FrameReuse.extend` for this stream, set by the session
+        self.prefetch = None
         self.overlay = None  # the latest AttentionOverlay
         self._emit_out = emit
         self._cond = cond
@@ -304,7 +307,14 @@ class FeatureStream:
         if logmel is not None:
             self.spectrogram.add(units)
         self._made(units.shape[0])
-        for c in self.chunker.push(units):
+        chunks = self.chunker.push(units)
+        if self.prefetch is not None and units.shape[0]:
+            # frame-stage rows ahead of the chunks, here beside the inference thread; all of
+            # a chunk's that is about to go
+            frames, first = self.chunker.window
+            if frames is not None:
+                self.prefetch(frames, first, min_new=1 if chunks else 32)
+        for c in chunks:
             self._submit(c, t_read)
 
     def _made(self, n: int) -> None:

@@ -12,6 +12,7 @@ engine is always raised, after the session stopped.
 """
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from typing import Iterator
@@ -77,6 +78,9 @@ class Session:
                                cond=self._cond, max_queue=self.config.max_queue, duration=left,
                                record=record, taps=taps, meter=meter, t_offset=t_offset,
                                attention=self._attention_axis())
+        reuse = getattr(self.engine, "frame_reuse", None)
+        if reuse is not None:  # the stream itself is its key (the scheduler's positions too)
+            stream.prefetch = functools.partial(reuse.extend, stream)
         self.streams[name] = stream
         self._closed.discard(name)
         if self._started:
@@ -106,9 +110,19 @@ class Session:
         if self._started:
             return
         self._started = True
+        if any(s.live for s in self.streams.values()):
+            self.engine_warm_up()
         self.scheduler.start()
         for stream in list(self.streams.values()):
             self._start_stream(stream)
+
+    def engine_warm_up(self) -> None:
+        """Warm the engine before live audio flows (a remote or failing engine is not fatal here:
+        the first chunk will say what is wrong)."""
+        try:
+            self.scheduler.engine.warm_up()
+        except Exception:  # noqa: BLE001 - reported by the first real chunk instead
+            pass
 
     def end_input(self, name: str | None = None) -> None:
         """Stops capture (of ``name``, or of every source); what was captured is still tagged
