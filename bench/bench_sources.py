@@ -141,6 +141,8 @@ def main() -> None:
     p.add_argument("--hop", type=float, default=0.5)
     p.add_argument("--workers", type=int, default=1, help="(worker) shared inference threads")
     p.add_argument("--batch", type=int, default=None, help="(worker) most chunks per engine call")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                   help="configurations to run (separate = one process per source)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     if args.worker:
@@ -151,7 +153,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         files = make_files(max(args.n), args.seconds, Path(d))
         for n in args.n:
-            for mode in MODES:
+            for mode in args.modes:
                 r = run_config(mode, files[:n], args)
                 rows.append((n, mode, r))
                 print(f"N={n} {mode:13s} CPU {r['cpu_pct']:6.1f}%  latency p50 {r['p50']:7.1f} ms "
@@ -166,6 +168,7 @@ def main() -> None:
 def write_md(path: Path, rows, args) -> None:
     cmd = ("PYTHONPATH=. /work/venv/bin/python bench/bench_sources.py --n " + " ".join(map(str, args.n))
            + f" --seconds {args.seconds:g} --model {args.model} --threads {args.threads} --hop {args.hop:g}"
+           + ("" if list(args.modes) == list(MODES) else " --modes " + " ".join(args.modes))
            + f" --out {args.out}")
     lines = [
         "# N simultaneous live sources: one shared engine vs one process per source",

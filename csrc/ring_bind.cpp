@@ -1,4 +1,5 @@
 // Python bindings of the SPSC ring buffer.
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -137,19 +138,24 @@ void init_ring(py::module_& m) {
           "wait",
           [](RingBuffer& r, uint64_t n, double timeout) {
             // Blocks without the GIL until n samples are available or timeout (< 0: forever)
-            // passes; Ctrl-C interrupts it.
-            const auto t0 = std::chrono::steady_clock::now();
-            auto last_signal_check = t0;
+            // passes; a push wakes it at once. It takes the GIL back every 50 ms, so that
+            // Ctrl-C interrupts it.
+            using clock = std::chrono::steady_clock;
+            const auto t0 = clock::now();
             while (true) {
-              if (r.available() >= n) return true;
-              const auto now = std::chrono::steady_clock::now();
-              if (timeout >= 0 && std::chrono::duration<double>(now - t0).count() >= timeout) return false;
-              if (now - last_signal_check > std::chrono::milliseconds(50)) {
-                last_signal_check = now;
-                if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+              double slice = 0.05;
+              if (timeout >= 0) {
+                const double left = timeout - std::chrono::duration<double>(clock::now() - t0).count();
+                if (left <= 0) return r.available() >= n;
+                slice = std::min(slice, left);
               }
-              py::gil_scoped_release release;
-              std::this_thread::sleep_for(std::chrono::microseconds(500));
+              bool ok;
+              {
+                py::gil_scoped_release release;
+                ok = r.wait_for(n, slice);
+              }
+              if (ok) return true;
+              if (PyErr_CheckSignals() != 0) throw py::error_already_set();
             }
           },
           py::arg("n"), py::arg("timeout") = -1.0)

@@ -9,9 +9,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 
 namespace rt_tagger {
 
@@ -56,6 +59,14 @@ class RingBuffer {
     }
     write_.store(w + n, std::memory_order_release);
     pushed_total_.fetch_add(n, std::memory_order_relaxed);
+    // Wake a consumer blocked in wait_for(). The mutex is taken only while one waits, and
+    // only for the notify (the consumer holds it just to check and go to sleep). The fence
+    // pairs with wait_for's: either this load sees the waiter, or the waiter sees the data.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (n > 0 && waiters_.load(std::memory_order_relaxed) > 0) {
+      std::lock_guard<std::mutex> lock(wake_mutex_);
+      wake_.notify_all();
+    }
     return n;
   }
 
@@ -63,6 +74,18 @@ class RingBuffer {
 
   uint64_t available() const {
     return write_.load(std::memory_order_acquire) - read_.load(std::memory_order_relaxed);
+  }
+
+  // Blocks until at least n samples are available or `seconds` pass; true if they are.
+  bool wait_for(uint64_t n, double seconds) {
+    if (available() >= n) return true;
+    std::unique_lock<std::mutex> lock(wake_mutex_);
+    waiters_.fetch_add(1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const bool ok = wake_.wait_for(lock, std::chrono::duration<double>(std::max(seconds, 0.0)),
+                                   [&] { return available() >= n; });
+    waiters_.fetch_sub(1, std::memory_order_relaxed);
+    return ok;
   }
 
   // Copies up to n samples without consuming them.
@@ -113,6 +136,9 @@ class RingBuffer {
   alignas(64) std::atomic<uint64_t> overrun_{0};
   std::atomic<uint64_t> overrun_total_{0};
   std::atomic<uint64_t> pushed_total_{0};
+  std::atomic<int> waiters_{0};
+  std::mutex wake_mutex_;
+  std::condition_variable wake_;
 };
 
 }  // namespace rt_tagger

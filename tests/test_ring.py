@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -131,6 +132,23 @@ def test_wait_times_out_and_returns_when_data_arrives():
     assert r.wait(10, timeout=0.05) is False
     threading.Timer(0.05, lambda: r.push(np.ones(10, np.float32))).start()
     assert r.wait(10, timeout=5.0) is True
+
+
+def test_wait_sleeps_through_pushes_that_are_not_enough():
+    """A push wakes the waiter, which goes back to sleep until n samples are there."""
+    r = RingBuffer(64)
+
+    def pushes():
+        for _ in range(3):
+            r.push(np.ones(4, np.float32))
+            time.sleep(0.02)
+
+    t = threading.Thread(target=pushes)
+    t.start()
+    assert r.wait(12, timeout=5.0) is True
+    assert r.available >= 12
+    t.join()
+    assert r.wait(13, timeout=0.01) is False
 
 
 def _rss_kb() -> int:
