@@ -120,7 +120,7 @@ def load_wheel_weights(net: torch.nn.Module, wheel: str | os.PathLike, model: st
     return net.eval()
 
 
-def _sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -178,7 +178,7 @@ def convert(wheel: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
     from ..checkpoint import save_checkpoint
     from ..features.config import MUSICNN
 
-    wheel_sha = _sha256(wheel)
+    wheel_sha = file_sha256(wheel)
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise ModelError(f"output directory does not exist: {out_dir}")

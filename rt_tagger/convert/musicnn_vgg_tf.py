@@ -16,7 +16,7 @@ import torch
 from ..errors import ModelError
 from ..models.musicnn import MTT_TAGS
 from ..models.musicnn_vgg import MusicnnVGG
-from .musicnn_tf import _sha256, load_wheel_weights, provenance
+from .musicnn_tf import file_sha256, load_wheel_weights, provenance
 
 #: output file, tag list, published test-set metrics (``musicnn/MTT_vgg/experiment.result``).
 VGG_MODELS = {
@@ -75,7 +75,7 @@ def convert_vgg(wheel: str | Path, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise ModelError(f"output directory does not exist: {out_dir}")
-    wheel_sha = _sha256(wheel)
+    wheel_sha = file_sha256(wheel)
     written = []
     for model, spec in VGG_MODELS.items():
         net = load_tf_vgg(wheel, model)

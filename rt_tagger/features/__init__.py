@@ -10,6 +10,7 @@ Arrays are time-major: ``(n_frames, n_mels)`` float32. With ``center=True`` ther
 """
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -173,17 +174,10 @@ class StreamingLogMel:
         """Start a new stream with the same configuration."""
         self._impl.reset()
 
-    @property
-    def samples_in(self) -> int:
-        return self._impl.samples_in
-
-    @property
-    def frames_out(self) -> int:
-        return self._impl.frames_out
-
-    @property
-    def nonfinite_samples(self) -> int:
-        return self._impl.nonfinite_samples
+    #: Counters of the implementation: samples pushed, frames made, NaN/inf samples read as 0.
+    samples_in = property(attrgetter("_impl.samples_in"))
+    frames_out = property(attrgetter("_impl.frames_out"))
+    nonfinite_samples = property(attrgetter("_impl.nonfinite_samples"))
 
 
 def logmel(
