@@ -30,21 +30,27 @@ WHEEL_VERSION = "musicnn==0.1.0"
 LICENSE_LINE = ("Copyright (c) Music Technology Group, Universitat Pompeu Fabra 2019. "
                 "Code developed by Jordi Pons (www.jordipons.me).")
 
-#: output file, checkpoint directory in the wheel, tag list, published test-set metrics
-#: (``musicnn/<model>/experiment.result`` in the wheel).
+def wheel_model(out: str, tags: list[str], dataset: str, *, test_set: str, roc_auc: float,
+                pr_auc: float, note: str | None = None) -> dict:
+    """One checkpoint of the wheel: the file it is converted to, its tags, what it was trained
+    on, and the test-set metrics its ``experiment.result`` publishes (kept in the provenance)."""
+    metrics = {"dataset": test_set, "roc_auc": roc_auc, "pr_auc": pr_auc}
+    if note is not None:
+        metrics["note"] = note
+    return dict(out=out, tags=tags, dataset=dataset, metrics=metrics)
+
+
+#: musicnn's checkpoints in the wheel (``musicnn/<model>/``), by name.
 MODELS = {
-    "MTT_musicnn": dict(
-        out="musicnn_mtat.safetensors", tags=MTT_TAGS, dataset="MagnaTagATune (MTAT), top-50 tags",
-        metrics={"dataset": "MagnaTagATune test set", "roc_auc": 0.9066769123674747,
-                 "pr_auc": 0.38310571748763617},
-    ),
-    "MSD_musicnn": dict(
-        out="musicnn_msd.safetensors", tags=MSD_TAGS, dataset="Million Song Dataset (MSD), top-50 Last.fm tags",
-        metrics={"dataset": "Million Song Dataset test set", "roc_auc": 0.8801927178090048,
-                 "pr_auc": 0.28906431196994925,
-                 "note": "experiment.result prints both as 'AUC:'; read as ROC-AUC then PR-AUC, "
-                         "the order MTT_musicnn's file labels"},
-    ),
+    "MTT_musicnn": wheel_model("musicnn_mtat.safetensors", MTT_TAGS, "MagnaTagATune (MTAT), top-50 tags",
+                               test_set="MagnaTagATune test set", roc_auc=0.9066769123674747,
+                               pr_auc=0.38310571748763617),
+    "MSD_musicnn": wheel_model("musicnn_msd.safetensors", MSD_TAGS,
+                               "Million Song Dataset (MSD), top-50 Last.fm tags",
+                               test_set="Million Song Dataset test set", roc_auc=0.8801927178090048,
+                               pr_auc=0.28906431196994925,
+                               note="experiment.result prints both as 'AUC:'; read as ROC-AUC then "
+                                    "PR-AUC, the order MTT_musicnn's file labels"),
 }
 
 

@@ -16,17 +16,15 @@ import torch
 from ..errors import ModelError
 from ..models.musicnn import MTT_TAGS
 from ..models.musicnn_vgg import MusicnnVGG
-from .musicnn_tf import file_sha256, load_wheel_weights, provenance
+from .musicnn_tf import file_sha256, load_wheel_weights, provenance, wheel_model
 
-#: output file, tag list, published test-set metrics (``musicnn/MTT_vgg/experiment.result``).
+#: the VGG baseline's checkpoint in the wheel (``musicnn/MTT_vgg/``).
 VGG_MODELS = {
-    "MTT_vgg": dict(
-        out="musicnn_vgg_mtat.safetensors", tags=MTT_TAGS, dataset="MagnaTagATune (MTAT), top-50 tags",
-        metrics={"dataset": "MagnaTagATune test set", "roc_auc": 0.9030268990308291,
-                 "pr_auc": 0.38226768521737713,
-                 "note": "experiment.result prints both as 'AUC:'; ROC-AUC then PR-AUC, the order "
-                         "MTT_musicnn's file labels"},
-    ),
+    "MTT_vgg": wheel_model("musicnn_vgg_mtat.safetensors", MTT_TAGS, "MagnaTagATune (MTAT), top-50 tags",
+                           test_set="MagnaTagATune test set", roc_auc=0.9030268990308291,
+                           pr_auc=0.38226768521737713,
+                           note="experiment.result prints both as 'AUC:'; ROC-AUC then PR-AUC, the "
+                                "order MTT_musicnn's file labels"),
 }
 N_VALUES = 607_030  # TF's 36 inference variables (kernels, biases, BN parameters and statistics)
 
