@@ -27,7 +27,8 @@ pytest.importorskip("PySide6")
 
 DRUMS = str(Path(__file__).parent / "data" / "render_drums_70bpm_12s.flac")
 
-# Runs in the child: the live window on the drum clip for a few seconds of audio, then two
+# Runs in the child: the live window on the drum clip for 5 s of audio (at 4 s the warm
+# colours filled just 5 % of the panel: a margin too thin on a slow machine), then two
 # grabs of the whole X screen (overlay on / off) and the pixel boxes of the panels.
 DRIVER = r"""
 import json, sys, time
@@ -53,7 +54,7 @@ def run(seconds):
 
 deadline = time.monotonic() + 60
 while (window.view.track is None or window.view.track.chunks < 2
-       or session.snapshot().t < 4.0) and time.monotonic() < deadline:
+       or session.snapshot().t < 5.0) and time.monotonic() < deadline:
     run(0.05)
 window.set_paused(True)
 run(0.5)
@@ -130,7 +131,7 @@ def test_live_window_on_xvfb_shows_spectrogram_and_attention(xvfb, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     info = json.loads(res.stdout.strip().splitlines()[-1])
     assert info["platform"] == "xcb" and info["errors"] == []
-    assert info["chunks"] >= 2 and info["t"] >= 4.0
+    assert info["chunks"] >= 2 and info["t"] >= 5.0
     on, off = read_png(tmp_path / "on.png"), read_png(tmp_path / "off.png")
     assert on.shape == (1000, 1600, 3)
 

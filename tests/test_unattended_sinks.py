@@ -171,9 +171,11 @@ def test_monitor_event_log_fills_while_the_rest_goes_on(small_disk, tmp_path):
                                "--http", "127.0.0.1:0", "--event-log", str(log), "--jsonl", str(out), "-q",
                                "--min-duration", "0"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    early = []  # stderr up to the status URL: the event log may fail before it is printed
     try:
         url = None
         for line in proc.stderr:
+            early.append(line)
             if "status at" in line:
                 url = line.split("status at ")[1].strip()
                 break
@@ -197,6 +199,7 @@ def test_monitor_event_log_fills_while_the_rest_goes_on(small_disk, tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 143, err
+    err = "".join(early) + err
     assert "Traceback" not in err and err.count("output event_log") == 1
     msgs = lines_of(out)
     assert sum(m.get("event") == "sink_error" for m in msgs) == 1
