@@ -21,7 +21,7 @@ from ..errors import AudioInputError, BackendError, ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     from ..checkpoint import Checkpoint
 
-__all__ = ["PRECISIONS", "Engine", "EngineOutput", "cache_dir", "sigmoid"]
+__all__ = ["PRECISIONS", "Engine", "EngineOutput", "cache_dir", "run_session", "sigmoid"]
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -47,6 +47,15 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     """Logistic function without overflow warnings for large ``|x|`` (float32 in, float32 out)."""
     x = np.asarray(x, dtype=np.float32)
     return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32, copy=False)
+
+
+def run_session(session: Any, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """``session.run``, its failure as one :class:`BackendError` line (onnxruntime raises its
+    own exception types, with multi-line messages)."""
+    try:
+        return session.run(names, feeds)
+    except Exception as exc:
+        raise BackendError(f"onnxruntime failed: {str(exc).strip().splitlines()[0]}") from None
 
 
 def cache_dir(kind: str, override: str | os.PathLike[str] | None = None) -> Path:

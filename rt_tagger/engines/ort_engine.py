@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, ConfigError
-from .base import Engine, cache_dir, slug
+from .base import Engine, cache_dir, run_session, slug
 
 TRT_EP = "TensorrtExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
@@ -199,11 +199,8 @@ class OrtEngine(Engine):
         n = x.shape[0]
         if self._fixed_batch and n < self._fixed_batch:
             x = np.concatenate([x, np.zeros((self._fixed_batch - n, *x.shape[1:]), x.dtype)])
-        names = ["logits", "attention"] if attention else ["logits"]
-        try:
-            out = self._session.run(names, {"features": x})
-        except Exception as exc:
-            raise BackendError(f"onnxruntime failed: {str(exc).strip().splitlines()[0]}") from None
+        out = run_session(self._session, ["logits", "attention"] if attention else ["logits"],
+                          {"features": x})
         return out[0][:n], (out[1][:n] if attention else None)
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError
+from .base import run_session
 
 __all__ = ["FrameReuse"]
 
@@ -55,10 +56,7 @@ class FrameReuse:
             raise BackendError(f"frame reuse got {len(positions)} positions for {x.shape[0]} chunks")
         inner = np.stack([self._inner(key, int(start), x[i]) for i, (key, start) in enumerate(positions)])
         names = ["logits", "attention"] if attention and "attention" in self._heads else ["logits"]
-        try:
-            out = self._head.run(names, {"features": x, "inner": inner})
-        except Exception as exc:  # onnxruntime's own error types
-            raise BackendError(f"onnxruntime failed: {str(exc).strip().splitlines()[0]}") from None
+        out = run_session(self._head, names, {"features": x, "inner": inner})
         return out[0], (out[1] if len(names) == 2 else None)
 
     def extend(self, key: Hashable, frames: np.ndarray, first: int, *, min_new: int = 32) -> None:
@@ -112,10 +110,7 @@ class FrameReuse:
             return entry.rows[: self.inner]
 
     def _run_stage(self, frames: np.ndarray) -> np.ndarray:
-        try:
-            rows = self._stage.run(["rows"], {"features": np.ascontiguousarray(frames[None])})[0][0]
-        except Exception as exc:
-            raise BackendError(f"onnxruntime failed: {str(exc).strip().splitlines()[0]}") from None
+        rows = run_session(self._stage, ["rows"], {"features": np.ascontiguousarray(frames[None])})[0][0]
         self.stage_frames += len(frames)
         return rows
 
