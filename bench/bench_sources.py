@@ -45,6 +45,57 @@ def make_files(n: int, seconds: float, d: Path) -> list[Path]:
 
 
 # ---- workers (run in their own process) -----------------------------------------------------
+class ThreadCpu:
+    """CPU seconds per kind of thread of this process (``rt-tagger-features-s3`` counts as
+    ``features``), read from /proc/self/task every second while the sources run: a thread's
+    last second before it ends is not counted (Linux only; elsewhere it stays empty)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True, name="bench-thread-cpu")
+
+    def __enter__(self) -> "ThreadCpu":
+        self._base = self._read()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _read(self) -> dict[int, tuple[str, float]]:
+        import threading
+
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        out = {}
+        for task in Path("/proc/self/task").glob("*"):
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            tid = int(task.name)
+            kind = names.get(tid, "native")
+            kind = kind.split("-")[2] if kind.startswith("rt-tagger-") else kind
+            out[tid] = (kind, (int(fields[11]) + int(fields[12])) / tick)  # utime + stime
+        return out
+
+    def _sample(self) -> None:
+        while not self._stop.wait(1.0):
+            self._last.update(self._read())
+        self._last.update(self._read())
+
+    def by_kind(self) -> dict[str, float]:
+        total: dict[str, float] = {}
+        for tid, (kind, cpu) in self._last.items():
+            total[kind] = total.get(kind, 0.0) + cpu - self._base.get(tid, (kind, 0.0))[1]
+        return total
+
+
+
 def worker(mode: str, files: list[str], model: str, threads: int, hop: float, workers: int,
            batch: int | None) -> dict:
     from rt_tagger.tagger import Tagger
@@ -57,26 +108,27 @@ def worker(mode: str, files: list[str], model: str, threads: int, hop: float, wo
         tagger.engine.run(np.zeros((b, int(ck.input_length), tagger.logmel_config.n_mels), np.float32))
     lat, dropped, overruns, batches = [], 0, 0, {}
     cpu0, w0 = time.process_time(), time.perf_counter()
-    if mode == "shared":
-        from rt_tagger.monitor import Monitor, SourceSpec
+    with ThreadCpu() as threads:  # per kind of thread, beside the process total
+        if mode == "shared":
+            from rt_tagger.monitor import Monitor, SourceSpec
 
-        specs = [SourceSpec(f"s{i}", f"file:{f}") for i, f in enumerate(files)]
-        with Monitor(tagger, specs, workers=workers, batch=batch) as mon:
-            mon.start()
-            msgs = list(mon.messages())
-            batches = dict(mon.batches)
-    else:  # the same work per source as the monitor: tagging plus the loudness meter/alarms
-        from rt_tagger.monitor import MeterTap
-        from rt_tagger.sources import open_source
+            specs = [SourceSpec(f"s{i}", f"file:{f}") for i, f in enumerate(files)]
+            with Monitor(tagger, specs, workers=workers, batch=batch) as mon:
+                mon.start()
+                msgs = list(mon.messages())
+                batches = dict(mon.batches)
+        else:  # the same work per source as the monitor: tagging plus the loudness meter/alarms
+            from rt_tagger.monitor import MeterTap
+            from rt_tagger.sources import open_source
 
-        session = tagger.session()
-        src = open_source(files[0], realtime=True)
-        session.add(src, meter=MeterTap(src.sample_rate))
-        session.start()
-        try:
-            msgs = list(session.messages())
-        finally:
-            session.stop()
+            session = tagger.session()
+            src = open_source(files[0], realtime=True)
+            session.add(src, meter=MeterTap(src.sample_rate))
+            session.start()
+            try:
+                msgs = list(session.messages())
+            finally:
+                session.stop()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - w0
     for m in msgs:
         if m["type"] == "update" and "latency_ms" in m:
@@ -85,7 +137,7 @@ def worker(mode: str, files: list[str], model: str, threads: int, hop: float, wo
             dropped += m["dropped_chunks"]
             overruns += m["overrun_samples"]
     return {"cpu_s": cpu, "wall_s": wall, "load_s": load_s, "latency_ms": lat, "dropped": dropped,
-            "overruns": overruns, "batches": batches}
+            "overruns": overruns, "batches": batches, "thread_cpu_s": threads.by_kind()}
 
 
 def spawn(mode: str, files: list[Path], args, workers: int = 1, batch: int | None = None) -> subprocess.Popen:
@@ -127,7 +179,9 @@ def run_config(mode: str, files: list[Path], args) -> dict:
             "updates": int(lat.size), "dropped": sum(r["dropped"] for r in res),
             "overruns": sum(r["overruns"] for r in res), "rss_mb": sum(r["rss_mb"] for r in res),
             "load_s": max(r["load_s"] for r in res), "loadavg": (load0 + os.getloadavg()[0]) / 2,
-            "mean_batch": (sum(k * v for k, v in batches.items()) / nb) if nb else 1.0}
+            "mean_batch": (sum(k * v for k, v in batches.items()) / nb) if nb else 1.0,
+            "ms_per_update": {k: 1000 * sum(r["thread_cpu_s"].get(k, 0.0) for r in res) / max(lat.size, 1)
+                              for k in sorted({k for r in res for k in r["thread_cpu_s"]})}}
 
 
 def main() -> None:
@@ -161,6 +215,8 @@ def main() -> None:
                       f"overruns {r['overruns']}  RSS {r['rss_mb']:.0f} MB  batch {r['mean_batch']:.2f}  "
                       f"load {r['loadavg']:.1f}",
                       flush=True)
+                print("    CPU ms per update by thread: " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in sorted(r["ms_per_update"].items(), key=lambda kv: -kv[1])))
     if args.out:
         write_md(Path(args.out), rows, args)
 
@@ -200,6 +256,11 @@ def write_md(path: Path, rows, args) -> None:
     for n, mode, r in rows:
         lines.append(f"| {n} | {mode} | {r['cpu_pct']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['updates']} "
                      f"| {r['dropped']} | {r['overruns']} | {r['rss_mb']:.0f} | {r['mean_batch']:.2f} | {r['loadavg']:.1f} |")
+    lines += ["", "CPU ms per update, by kind of thread (from /proc/self/task; features = the sources' "
+              "feature threads, decode = their decoders, inference = the scheduler's workers):", ""]
+    lines += [f"- N={n} {mode}: " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                            sorted(r["ms_per_update"].items(), key=lambda kv: -kv[1]))
+              for n, mode, r in rows]
     path.write_text("\n".join(lines) + "\n")
 
 
