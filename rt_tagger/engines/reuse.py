@@ -51,9 +51,8 @@ class FrameReuse:
 
     def run(self, x: np.ndarray, positions: Sequence[tuple[Hashable, int]],
             attention: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """``x (batch, length, n_mels)`` validated chunks, ``positions[i] = (key, start frame)``."""
-        if len(positions) != x.shape[0]:
-            raise BackendError(f"frame reuse got {len(positions)} positions for {x.shape[0]} chunks")
+        """``x (batch, length, n_mels)`` validated chunks, ``positions[i] = (key, start frame)``
+        (one per chunk: :meth:`Engine.run <rt_tagger.engines.base.Engine.run>` checks)."""
         inner = np.stack([self._inner(key, int(start), x[i]) for i, (key, start) in enumerate(positions)])
         names = ["logits", "attention"] if attention and "attention" in self._heads else ["logits"]
         out = run_session(self._head, names, {"features": x, "inner": inner})

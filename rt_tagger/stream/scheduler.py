@@ -58,6 +58,12 @@ class InferenceScheduler:
             if stream in self._streams:
                 self._streams.remove(stream)
             self._cond.notify_all()
+        self._forget(stream)
+
+    def _forget(self, stream) -> None:
+        """Drop a stream's frame-reuse rows (finished or removed)."""
+        if getattr(self.engine, "frame_reuse", None) is not None:
+            self.engine.frame_reuse.forget(stream)
 
     def start(self) -> None:
         for i in range(self.workers):
@@ -109,8 +115,7 @@ class InferenceScheduler:
                     self._run(work)
                 for s in finish:
                     s.finish()
-                    if getattr(self.engine, "frame_reuse", None) is not None:
-                        self.engine.frame_reuse.forget(s)
+                    self._forget(s)
             finally:
                 with self._cond:
                     self._idle += 1
