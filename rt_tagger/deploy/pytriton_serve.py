@@ -4,7 +4,10 @@ running the project's own :class:`~rt_tagger.engines.ort_engine.OrtEngine`.
     python -m rt_tagger.deploy.pytriton_serve NAME=MODEL.onnx [...] --http-port P --grpc-port Q
 
 binds HTTP and gRPC to 127.0.0.1 unless ``--host`` says otherwise (metrics, SageMaker and Vertex
-endpoints stay off) and prints one JSON line ``{"ready": ...}`` once every model is loaded.
+endpoints stay off) and prints one JSON line ``{"ready": ...}`` once every model is loaded; with
+``--ready-file PATH`` it also writes that JSON to PATH (atomically). Clients wait on the file, not
+on stdout: ``tritonserver`` writes its own log to the same stdout, and its lines and ours can
+interleave mid-line (seen: ``model_lifecycle.cc:839{"ready": ...}] "``).
 
 Two facts about PyTriton 0.7 on this kind of machine:
 
@@ -147,25 +150,24 @@ def start_server(models: dict[str, str | os.PathLike[str]], *, host: str = "127.
         link.parent.mkdir()
         link.symlink_to(Path(rt_tagger.__file__).parent, target_is_directory=True)
         logfile = Path(tmp) / "server.log"
+        ready_file = Path(tmp) / "ready.json"
         cmd = [python, "-m", "rt_tagger.deploy.pytriton_serve",
                *(f"{n}={os.fspath(p)}" for n, p in models.items()), "--host", host,
                "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-               "--max-batch", str(max_batch), "--max-queue-size", str(max_queue_size)] + (["--threads", str(threads)] if threads else [])
+               "--max-batch", str(max_batch), "--max-queue-size", str(max_queue_size),
+               "--ready-file", str(ready_file)] + (["--threads", str(threads)] if threads else [])
         env = {**os.environ, "PYTHONPATH": str(link.parent)}
         # A server that has not come up within half the time is stopped (its whole process
         # group) and started once more: a tritonserver start can stall on a busy machine.
         for attempt in (1, 2):
             with open(logfile, "wb") as log:
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, cwd=tmp,
-                                        start_new_session=True)
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        cwd=tmp, start_new_session=True)
             handle = ServerHandle(proc, http_port, grpc_port, host, dict(models), logfile)
-            if _wait_ready(proc, timeout / 2) is not None:
+            if _wait_ready(proc, ready_file, timeout / 2) is not None:
                 break
             tail = handle.log()[-3000:]
             handle.stop()
-            time.sleep(0.5)  # the ready-reader thread sees EOF and ends before its pipe closes
-            if proc.stdout is not None:
-                proc.stdout.close()
             if attempt == 2:
                 raise RuntimeError(f"PyTriton server not ready after two tries of {timeout / 2:.0f} s "
                                    f"(exit status {proc.poll()}); log tail:\n{tail}")
@@ -173,25 +175,21 @@ def start_server(models: dict[str, str | os.PathLike[str]], *, host: str = "127.
             yield handle
         finally:
             handle.stop()
-            if proc.stdout is not None:
-                proc.stdout.close()
 
 
-def _wait_ready(proc: subprocess.Popen, timeout: float) -> dict | None:
-    found: list[dict] = []
-
-    def read() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            with contextlib.suppress(ValueError):
-                msg = json.loads(line)
-                if isinstance(msg, dict) and "ready" in msg:
-                    found.append(msg)
-                    return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    return found[0] if found else None
+def _wait_ready(proc: subprocess.Popen, ready_file: Path, timeout: float) -> dict | None:
+    """The server's ready message, once ``ready_file`` holds it; ``None`` if the server ended
+    or ``timeout`` s passed first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            msg = json.loads(ready_file.read_text())
+            if isinstance(msg, dict) and "ready" in msg:
+                return msg
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.1)
+    return None
 
 
 # ---- the server side (runs inside the PyTriton interpreter) ----------------------------------
@@ -206,6 +204,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--queue-delay-us", type=int, default=2000)
     p.add_argument("--max-queue-size", type=int, default=0, help="0: unbounded")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    p.add_argument("--ready-file", type=Path, default=None,
+                   help="also write the ready JSON here (atomically) once every model is loaded")
     p.add_argument("--setup", action="store_true", help="create the server venv and exit")
     return p.parse_args(argv)
 
@@ -272,9 +272,13 @@ def main(argv: list[str] | None = None) -> int:
                             if args.max_queue_size else None)),
                         strict=True)
         triton.run()
-        print(json.dumps({"ready": [s["name"] for s in specs], "http": args.http_port,
-                          "grpc": args.grpc_port, "seconds": round(time.perf_counter() - t0, 2)}),
-              flush=True)
+        ready = json.dumps({"ready": [s["name"] for s in specs], "http": args.http_port,
+                            "grpc": args.grpc_port, "seconds": round(time.perf_counter() - t0, 2)})
+        if args.ready_file is not None:
+            part = args.ready_file.with_name(args.ready_file.name + ".part")
+            part.write_text(ready)
+            os.replace(part, args.ready_file)
+        print(ready, flush=True)
         while not stop.wait(0.2):
             pass
     return 0
