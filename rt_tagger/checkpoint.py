@@ -274,8 +274,12 @@ def validate_metadata(meta: Any, where: str) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read and verify a checkpoint file; the weights are loaded onto the CPU."""
+def load_checkpoint(path: str | os.PathLike[str], *, weights: bool = True) -> Checkpoint:
+    """Read and verify a checkpoint file; the weights are loaded onto the CPU.
+
+    ``weights=False``: the description only (structure and checksum verified, no tensors
+    decoded, the architecture not looked up), which needs neither torch nor the architectures:
+    the onnxruntime runtime keys its cached graph with it."""
     p = Path(path)
     where = f"checkpoint {p}"
     if not p.is_file():
@@ -297,6 +301,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if digest != meta["sha256"]:
         raise ModelError(f"{where} is corrupt: tensor checksum {digest[:12]}... does not match "
                          f"the recorded {str(meta['sha256'])[:12]}...")
+    if not weights:
+        return _from_meta(meta, state_dict={}, path=p, sha256=digest)
     from safetensors.torch import load as st_load
 
     try:
@@ -306,13 +312,18 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     from .models.registry import get_arch
 
     get_arch(meta["arch"])  # unknown architecture -> ModelError listing the known ones
+    return _from_meta(meta, state_dict=state_dict, path=p, sha256=digest)
+
+
+def _from_meta(meta: dict[str, Any], *, state_dict: dict[str, Any], path: Path,
+               sha256: str) -> Checkpoint:
     return Checkpoint(
         arch=meta["arch"], arch_args=meta["arch_args"], tags=list(meta["tags"]),
         sample_rate=meta["sample_rate"], input_kind=meta["input_kind"],
         input_length=meta["input_length"], logmel=meta.get("logmel"),
         thresholds=meta.get("thresholds"), provenance=meta.get("provenance") or {},
         model_card=meta.get("model_card"), format_version=meta["format_version"],
-        state_dict=state_dict, path=p, sha256=digest,
+        state_dict=state_dict, path=path, sha256=sha256,
     )
 
 

@@ -166,9 +166,12 @@ def export_onnx(
     outputs = ["logits", "attention"] if attn else ["logits"]
     # (name, example, dynamic axes): the batch axis unless ``batch`` fixes it
     inputs = [(INPUT_NAME, _example(ckpt, batch or 2), {} if batch else {0: "batch"})]
+    # Where the attention's time steps lie, so the runtime places it without the model.
+    tm = getattr(model, "time_steps_to_frames", None) if attn else None
+    extra = {"time_map": tm().to_dict()} if tm is not None else {}
     return _write_onnx(export_graph(model, attn), inputs, outputs, path, ckpt=ckpt,
                        exporter=exporter, opset=opset,
-                       info=_export_info(exporter, attn, batch, opset=opset))
+                       info=_export_info(exporter, attn, batch, opset=opset, **extra))
 
 
 #: Suffixes of the two graphs :func:`export_frame_reuse` writes beside a model's ``.onnx``.

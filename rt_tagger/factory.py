@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .checkpoint import Checkpoint
     from .models.cfg import ModelCfg
 
-__all__ = ["DEFAULT_MODEL", "create_model", "default_logmel", "model_cfg", "pretrained_path",
-           "resolve_model", "supports_attention"]
+__all__ = ["DEFAULT_MODEL", "create_model", "default_logmel", "describe_model", "model_cfg",
+           "pretrained_path", "resolve_model", "supports_attention"]
 
 #: The model used when none is named (CLI, Tagger, explain, GUI).
 DEFAULT_MODEL = "musicnn_att.mtat"
@@ -55,7 +55,7 @@ def _name(name: Any) -> str:
     return name
 
 
-def _pretrained_checkpoint(name: str) -> "Checkpoint":
+def _pretrained_checkpoint(name: str, weights: bool = True) -> "Checkpoint":
     from .checkpoint import load_checkpoint
     from .models import registry
 
@@ -64,7 +64,7 @@ def _pretrained_checkpoint(name: str) -> "Checkpoint":
     if not path.is_file():
         raise ModelError(f"weights of pretrained model {entry.name!r} are missing: {path} "
                          "(reinstall rt-tagger or pass a checkpoint path)")
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, weights=weights)
     if ckpt.arch != entry.arch:
         raise ModelError(f"pretrained model {entry.name!r} should be arch {entry.arch!r} "
                          f"but its checkpoint {path} holds {ckpt.arch!r}")
@@ -137,6 +137,26 @@ def default_logmel(name: str):
     if name in registry.list_models(pretrained=True):
         return _pretrained_checkpoint(name).cfg.logmel
     return registry.get_arch(name).cfg().logmel
+
+
+def describe_model(source: Any) -> "Checkpoint":
+    """The checkpoint description (no weights) of what :func:`resolve_model` would load, read
+    without torch for a pretrained name or a ``.safetensors`` path (the file is verified,
+    checksum included); for anything else it is :func:`resolve_model`'s."""
+    from .checkpoint import Checkpoint, load_checkpoint
+    from .models import registry
+
+    if isinstance(source, Checkpoint):
+        return source.without_weights()
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        if name in registry.list_models(pretrained=True):
+            return _pretrained_checkpoint(name, weights=False)
+        if name.endswith(".safetensors") and os.path.isfile(name):
+            return load_checkpoint(name, weights=False)
+    elif isinstance(getattr(source, "checkpoint", None), Checkpoint):  # a model built from one
+        return source.checkpoint
+    return resolve_model(source)[1].without_weights()
 
 
 def resolve_model(source: Any) -> tuple["nn.Module", "Checkpoint"]:

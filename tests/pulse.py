@@ -39,10 +39,11 @@ def pulse_env() -> dict[str, str] | None:
 SINK = "rt_tagger_sink"
 
 
-def rt_tagger(*args: str, env: dict) -> subprocess.Popen:
-    """``python -m rt_tagger ARGS`` with text pipes."""
-    return subprocess.Popen([sys.executable, "-m", "rt_tagger", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def rt_tagger(*args: str, env: dict, python: list[str] | None = None) -> subprocess.Popen:
+    """``python -m rt_tagger ARGS`` (or ``python + ARGS``, e.g. ``[python, "-c", CODE]``)
+    with text pipes."""
+    cmd = [*(python or [sys.executable, "-m", "rt_tagger"]), *args]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @dataclass
@@ -63,12 +64,13 @@ class Capture:
 
 
 def capture_while_playing(input_args: list[str], clip: Path, rec: Path, env: dict, *,
-                          sink: str = SINK, extra_seconds: float = 4.0) -> Capture:
+                          sink: str = SINK, extra_seconds: float = 4.0,
+                          python: list[str] | None = None) -> Capture:
     """Starts rt-tagger on ``input_args`` (one chunk per update: horizon 0.01 s), waits until
     its source runs, ``paplay``s ``clip`` into ``sink`` and returns the messages and recording."""
     seconds = sf.info(str(clip)).duration + extra_seconds
     proc = rt_tagger(*input_args, "--hop", "0.5", "--horizon", "0.01", "--duration", str(seconds),
-                     "--jsonl", "-", "--record", str(rec), env=env)
+                     "--jsonl", "-", "--record", str(rec), env=env, python=python)
     lines: list[str] = []
     running = threading.Event()
 

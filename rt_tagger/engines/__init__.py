@@ -39,8 +39,7 @@ def available_backends() -> dict[str, str | None]:
 
 def _choose(device: str | None, onnx_file: bool) -> tuple[str, str]:
     """(backend, why) for ``backend="auto"``."""
-    import torch
-
+    from .base import cuda_visible
     from .ort_engine import ort_available
     from .trt_engine import trt_unavailable
 
@@ -55,7 +54,7 @@ def _choose(device: str | None, onnx_file: bool) -> tuple[str, str]:
         return "tensorrt", "CUDA GPU and torch-tensorrt available"
     no_ort = ort_available()
     if no_ort is None:
-        if cpu_only or onnx_file or not torch.cuda.is_available() or _ort_gpu():
+        if cpu_only or onnx_file or not cuda_visible() or _ort_gpu():
             return "onnxruntime", no_trt
         # A GPU, but only a CPU onnxruntime: PyTorch on the GPU beats onnxruntime on the CPU.
         return "torch", f"{no_trt}; onnxruntime has no GPU provider (install onnxruntime-gpu)"

@@ -7,8 +7,10 @@ input, splits a batch larger than ``max_batch`` into pieces, and returns numpy a
 from __future__ import annotations
 
 import abc
+import glob
 import os
 import re
+import sys
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +23,34 @@ from ..errors import AudioInputError, BackendError, ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     from ..checkpoint import Checkpoint
 
-__all__ = ["PRECISIONS", "Engine", "EngineOutput", "cache_dir", "run_session", "sigmoid"]
+__all__ = ["PRECISIONS", "Engine", "EngineOutput", "cache_dir", "cuda_visible", "run_session",
+           "sigmoid"]
 
 PRECISIONS = ("fp32", "fp16")
+
+
+def _nvidia_driver_present() -> bool:
+    """Whether this machine could have a CUDA GPU at all: the NVIDIA driver's device nodes
+    (Linux) or its library (Windows). macOS has no CUDA."""
+    if sys.platform.startswith("linux"):
+        return os.path.exists("/proc/driver/nvidia") or bool(glob.glob("/dev/nvidia[0-9]*"))
+    if sys.platform == "win32":
+        import ctypes.util
+
+        return ctypes.util.find_library("nvcuda") is not None
+    return False
+
+
+def cuda_visible() -> bool:
+    """``torch.cuda.is_available()``, without importing torch where no NVIDIA driver exists
+    (the onnxruntime runtime on a CPU machine never imports torch)."""
+    if "torch" not in sys.modules and not _nvidia_driver_present():
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError, ConfigError
+from ..errors import BackendError, ConfigError, ModelError
 from .base import Engine, cache_dir, run_session, slug
 
 TRT_EP = "TensorrtExecutionProvider"
@@ -34,6 +34,39 @@ def ort_available() -> str | None:
     return None
 
 
+#: Bumped when what a cache entry holds changes (2: the frame-reuse halves are written first,
+#: so a model's main file exists only once its whole export is complete).
+CACHE_LAYOUT = 2
+
+
+def _dist_version(dist: str) -> str:
+    """An installed distribution's version, read from its metadata: the cache key of the
+    onnxruntime runtime must not import torch (or onnx) to be computed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "none"
+
+
+def onnx_cache_path(ckpt: Any, *, opset: int | None = None,
+                    cache: str | os.PathLike[str] | None = None) -> Path:
+    """Where :func:`cached_onnx` keeps the export of checkpoint (description) ``ckpt``."""
+    from ..export import DEFAULT_OPSET, default_exporter
+
+    if not ckpt.sha256:
+        raise BackendError(f"checkpoint of {ckpt.arch!r} has no sha256; cannot key the ONNX cache")
+    # The description (tags, features) is embedded in the file, so it is part of the key too.
+    described = hashlib.sha256(json.dumps([CACHE_LAYOUT, ckpt.metadata()], sort_keys=True)
+                               .encode()).hexdigest()
+    exporter = default_exporter()  # "legacy" where onnxscript is missing: a graph of its own
+    name = (f"{slug(ckpt.arch)}-{ckpt.sha256[:16]}-{described[:8]}"
+            f"-torch{slug(_dist_version('torch'))}-onnx{slug(_dist_version('onnx'))}"
+            f"-op{opset or DEFAULT_OPSET}-{exporter}.onnx")
+    return cache_dir("onnx", cache) / name
+
+
 def cached_onnx(source: Any, *, opset: int | None = None, cache: str | os.PathLike[str] | None = None,
                 ) -> tuple[Path, bool]:
     """``(path, exported_now)``: the cached ONNX export of a checkpoint, made if missing.
@@ -41,35 +74,44 @@ def cached_onnx(source: Any, *, opset: int | None = None, cache: str | os.PathLi
     The file name holds the architecture, the weights' SHA-256, a hash of the description (tags,
     features), the torch / onnx versions, the opset and the exporter (see
     :func:`rt_tagger.export.default_exporter`), so a new checkpoint, a relabelled one or a new
-    toolchain gets its own file.
+    toolchain gets its own file. Finding a cached export reads only the checkpoint's header and
+    checksum: torch is imported only to export.
     """
     global export_count
-    import onnx
-    import torch
+    from ..export import DEFAULT_OPSET, default_exporter, export_frame_reuse, export_onnx
+    from ..factory import describe_model, resolve_model
 
-    from ..export import (DEFAULT_OPSET, default_exporter, export_frame_reuse, export_onnx,
-                          frame_reuse_paths)
-    from ..factory import resolve_model
-
-    model, ckpt = resolve_model(source)
     opset = opset or DEFAULT_OPSET
-    if not ckpt.sha256:
-        raise BackendError(f"checkpoint of {ckpt.arch!r} has no sha256; cannot key the ONNX cache")
-    # The description (tags, features) is embedded in the file, so it is part of the key too.
-    described = hashlib.sha256(json.dumps(ckpt.metadata(), sort_keys=True).encode()).hexdigest()
-    exporter = default_exporter()  # "legacy" where onnxscript is missing: a graph of its own
-    name = (f"{slug(ckpt.arch)}-{ckpt.sha256[:16]}-{described[:8]}-torch{slug(torch.__version__)}"
-            f"-onnx{slug(onnx.__version__)}-op{opset}-{exporter}.onnx")
-    path = cache_dir("onnx", cache) / name
-    stage = frame_reuse_paths(path)
-    reuse = callable(getattr(model, "frame_stage", None))
-    if path.is_file() and (not reuse or all(p.is_file() for p in stage)):
+    path = onnx_cache_path(describe_model(source), opset=opset, cache=cache)
+    if path.is_file():
         return path, False
+    try:
+        model, ckpt = resolve_model(source)
+    except ImportError as exc:  # an onnxruntime-only install meets a model not exported yet
+        raise BackendError(f"{path.name} is not in the ONNX cache ({path.parent}) and exporting "
+                           f"it needs PyTorch, which cannot be imported ({exc})") from None
+    exporter = default_exporter()
+    # Frame-reuse halves (rt_tagger.engines.reuse) first, the main graph last: its presence
+    # says the whole export is there.
+    export_frame_reuse(model, path, with_attention=True, opset=opset, exporter=exporter)
     export_onnx(model, path, batch=None, with_attention=True, opset=opset, exporter=exporter)
-    if reuse:  # its two halves beside it, for overlapping chunks (rt_tagger.engines.reuse)
-        export_frame_reuse(model, path, with_attention=True, opset=opset, exporter=exporter)
     export_count += 1
     return path, True
+
+
+def session_metadata(session: Any, where: Path) -> tuple[Any, dict[str, Any]]:
+    """``(checkpoint description, export info)`` an rt-tagger export carries, read from an
+    onnxruntime session (as :func:`rt_tagger.export.read_onnx_metadata` reads the file, without
+    parsing the graph a second time with ``onnx``)."""
+    from ..checkpoint import checkpoint_from_metadata
+    from ..export import EXPORT_KEY, META_KEY
+
+    props = session.get_modelmeta().custom_metadata_map
+    try:
+        info = json.loads(props.get(EXPORT_KEY) or "{}")
+    except json.JSONDecodeError:
+        raise ModelError(f"{where}: rt-tagger export info is not valid JSON") from None
+    return checkpoint_from_metadata(props.get(META_KEY), str(where), where), info
 
 
 def choose_providers(device: str | None, precision: str, cache: Path | None) -> list[Any]:
@@ -126,10 +168,11 @@ class OrtEngine(Engine):
                  attention: bool = True, cache: str | os.PathLike[str] | None = None) -> None:
         import onnxruntime as ort
 
-        from ..export import INPUT_NAME, read_onnx_metadata
+        from ..export import INPUT_NAME
 
         self.onnx_path = Path(onnx_path)
-        ckpt, info = read_onnx_metadata(self.onnx_path)
+        if not self.onnx_path.is_file():
+            raise ModelError(f"ONNX file not found: {self.onnx_path}")
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
                                     or threads < 1):
             raise ConfigError(f"threads must be a positive integer, got {threads!r}")
@@ -150,6 +193,7 @@ class OrtEngine(Engine):
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BackendError(f"onnxruntime cannot load {self.onnx_path}: "
                                f"{str(exc).strip().splitlines()[0]}") from None
+        ckpt, info = session_metadata(self._session, self.onnx_path)
         inputs = [i.name for i in self._session.get_inputs()]
         outputs = [o.name for o in self._session.get_outputs()]
         if inputs != [INPUT_NAME] or "logits" not in outputs:
@@ -177,14 +221,11 @@ class OrtEngine(Engine):
         <rt_tagger.export.export_frame_reuse>`), else None."""
         import onnxruntime as ort
 
-        from ..export import frame_reuse_paths, read_onnx_metadata
+        from ..export import frame_reuse_paths
         from .reuse import FrameReuse
 
         stage_path, head_path = frame_reuse_paths(self.onnx_path)
         if not (stage_path.is_file() and head_path.is_file()):
-            return None
-        described, info = read_onnx_metadata(head_path)
-        if described.metadata() != self.checkpoint.metadata():  # halves of another model
             return None
         try:
             stage, head = (ort.InferenceSession(str(p), sess_options=so, providers=providers)
@@ -192,6 +233,9 @@ class OrtEngine(Engine):
         except Exception as exc:
             raise BackendError(f"onnxruntime cannot load {stage_path.name} / {head_path.name}: "
                                f"{str(exc).strip().splitlines()[0]}") from None
+        described, info = session_metadata(head, head_path)
+        if described.metadata() != self.checkpoint.metadata():  # halves of another model
+            return None
         return FrameReuse(stage, head, context=tuple(info["frame_stage_context"]),
                           length=self.input_length)
 

@@ -46,12 +46,12 @@ def trt_unavailable(*, requested: bool = False) -> str | None:
     is named (with the missing GPU, if that is missing too); for ``--backend auto`` on a
     machine without a GPU the reason is the GPU alone, and the extra is not advertised.
     """
-    import torch
+    from .base import cuda_visible
 
     if requested and not _module_present("torch_tensorrt"):
-        gpu = "" if torch.cuda.is_available() else "; it also needs a CUDA GPU, and none is visible"
+        gpu = "" if cuda_visible() else "; it also needs a CUDA GPU, and none is visible"
         return f"torch-tensorrt is not installed (pip install 'rt-tagger[tensorrt]'){gpu}"
-    if not torch.cuda.is_available():
+    if not cuda_visible():
         return "no CUDA device; tensorrt needs a GPU"
     try:
         importlib.import_module("torch_tensorrt")

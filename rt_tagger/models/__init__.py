@@ -1,27 +1,16 @@
-"""Tagging models: the registry, the model description and every architecture module
-(importing registers them).
+"""Tagging models: the registry, the model description, the pretrained entries and (imported
+when an architecture is first needed, since they import torch) every architecture module.
 
 ``list_models()`` and ``get_arch(name).cfg(**kwargs)`` need nothing but names; building and
 loading models is :mod:`rt_tagger.factory`'s (``create_model``, ``resolve_model``). See
-:mod:`rt_tagger.models.registry`.
+:mod:`rt_tagger.models.registry`. Importing this package does not import torch: the
+onnxruntime runtime finds a pretrained model's files by name without it.
 """
 from __future__ import annotations
 
-import importlib
-
+from . import pretrained as _pretrained  # noqa: F401 - registers the shipped models (names only)
 from . import registry
 from .cfg import ModelCfg
 from .registry import *  # noqa: F403 - the registry API is this package's API
 
 __all__ = [*registry.__all__, "ModelCfg"]
-
-# Architecture modules register themselves on import. A module that does not exist yet is
-# skipped; any other import error inside an existing module propagates.
-for _mod in ("spec_att", "raw", "q2l", "short_res", "musicnn", "musicnn_vgg", "musicnn_att"):
-    try:
-        importlib.import_module(f"{__name__}.{_mod}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"{__name__}.{_mod}":
-            raise
-del _mod
-

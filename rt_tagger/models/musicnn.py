@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..features.config import MUSICNN
-from .registry import register_model, register_pretrained
+from .registry import register_model
 from .tags import MSD_TAGS, MTT_TAGS  # noqa: F401 - re-exported (converters, training.data.mtat)
 
 TF_BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default epsilon
@@ -233,9 +233,3 @@ def musicnn(*, n_tags: int = 50, n_mels: int = 96, input_length: int = 187,
     return MusiCNN(n_tags=n_tags, n_mels=n_mels, input_length=input_length,
                    frontend_scale=frontend_scale, midend_filters=midend_filters,
                    backend_units=backend_units)
-
-
-register_pretrained("musicnn.mtat", arch="musicnn", filename="musicnn_mtat.safetensors",
-                    description="original MTT_musicnn (musicnn 0.1.0), MagnaTagATune top-50 tags")
-register_pretrained("musicnn.msd", arch="musicnn", filename="musicnn_msd.safetensors",
-                    description="original MSD_musicnn (musicnn 0.1.0), Million Song Dataset top-50 tags")

@@ -29,7 +29,7 @@ from ..errors import ConfigError
 from ..features.config import MUSICNN
 from .attention import AttentionBackend, TimeMap
 from .musicnn import MusicnnBody
-from .registry import register_model, register_pretrained
+from .registry import register_model
 
 __all__ = ["BODY_PREFIXES", "MusicnnAtt", "musicnn_att"]
 
@@ -132,9 +132,3 @@ def musicnn_att(*, n_tags: int = 50, n_mels: int = 96, input_length: int = 187, 
     return MusicnnAtt(n_tags=n_tags, n_mels=n_mels, input_length=input_length, width=width,
                       layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout, pool=pool,
                       train_body=train_body)
-
-
-# Distilled from musicnn.mtat on the corpus (rt_tagger/weights/README.md); rt-tagger's default.
-register_pretrained("musicnn_att.mtat", arch="musicnn_att", filename="musicnn_att_mtat.safetensors",
-                    description="musicnn.mtat's body + attention back-end distilled from it; "
-                                "rt-tagger's default; MagnaTagATune top-50 tags")

@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..features.config import MUSICNN
 from .musicnn import TF_BN_EPS
-from .registry import register_model, register_pretrained
+from .registry import register_model
 
 #: (kernel, stride) of the five max pools, (time, frequency), as in ``musicnn/models.py: vgg``.
 POOLS = (((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4)))
@@ -104,7 +104,3 @@ def musicnn_vgg(*, n_tags: int = 50, n_mels: int = 96, input_length: int = 187,
                 filters: int = 128) -> MusicnnVGG:
     """musicnn's VGG baseline (Pons & Serra 2019); see :class:`MusicnnVGG` for the arguments."""
     return MusicnnVGG(n_tags=n_tags, n_mels=n_mels, input_length=input_length, filters=filters)
-
-
-register_pretrained("musicnn_vgg.mtat", arch="musicnn_vgg", filename="musicnn_vgg_mtat.safetensors",
-                    description="original MTT_vgg (musicnn 0.1.0), MagnaTagATune top-50 tags")

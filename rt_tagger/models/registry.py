@@ -1,5 +1,9 @@
 """Model registry: architectures and pretrained entries by name. Names only, no I/O, no torch.
 
+The built-in architectures (:data:`BUILTIN_ARCH_MODULES`, which import torch) are imported the
+first time an architecture is looked up or listed; pretrained entries
+(:mod:`rt_tagger.models.pretrained`) are names only and need none of them.
+
 Architectures register a factory ``fn(*, n_tags, input_length, [n_mels], ...) -> nn.Module``::
 
     @register_model("spec_att", logmel=SPEC_ATT_DB)
@@ -19,6 +23,7 @@ Building models and reading weights is the factory's job (:mod:`rt_tagger.factor
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 from dataclasses import dataclass
@@ -104,6 +109,35 @@ class PretrainedEntry:
 _ARCHS: dict[str, ArchEntry] = {}
 _PRETRAINED: dict[str, PretrainedEntry] = {}
 
+#: Modules under ``rt_tagger.models`` whose import registers the built-in architectures.
+BUILTIN_ARCH_MODULES = ("spec_att", "raw", "q2l", "short_res", "musicnn", "musicnn_vgg",
+                        "musicnn_att")
+_builtins = {"loaded": False, "loading": False}
+
+
+def _load_builtin_archs() -> None:
+    """Import the built-in architecture modules once (they register themselves). A module that
+    does not exist is skipped; a missing torch is one :class:`ModelError`."""
+    if _builtins["loaded"] or _builtins["loading"]:
+        return
+    _builtins["loading"] = True
+    try:
+        for mod in BUILTIN_ARCH_MODULES:
+            full = f"{__package__}.{mod}"
+            try:
+                importlib.import_module(full)
+            except ModuleNotFoundError as exc:
+                if exc.name == full:
+                    continue
+                if exc.name == "torch" or (exc.name or "").startswith("torch."):
+                    raise ModelError(f"model architectures need PyTorch, which cannot be imported "
+                                     f"({exc}); the onnxruntime runtime needs it only to export "
+                                     "a model it has not cached yet") from None
+                raise
+        _builtins["loaded"] = True
+    finally:
+        _builtins["loading"] = False
+
 
 def _same_origin(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
     # A module re-imported (importlib reload, test collection) registers the "same" factory again.
@@ -163,6 +197,8 @@ def register_pretrained(name: str, *, arch: str, filename: str, description: str
 
 def list_models(pretrained: bool | None = None) -> list[str]:
     """Sorted names: architectures (``False``), pretrained entries (``True``) or both (``None``)."""
+    if pretrained is not True:
+        _load_builtin_archs()
     if pretrained is None:
         return sorted([*_ARCHS, *_PRETRAINED])
     return sorted(_PRETRAINED if pretrained else _ARCHS)
@@ -170,6 +206,8 @@ def list_models(pretrained: bool | None = None) -> list[str]:
 
 def get_arch(name: str) -> ArchEntry:
     """The registered architecture ``name``; :class:`ModelError` listing the known ones if not."""
+    if name not in _ARCHS:
+        _load_builtin_archs()
     entry = _ARCHS.get(name)
     if entry is None:
         raise ModelError(f"unknown architecture {name!r}; known architectures: "
@@ -181,6 +219,8 @@ def get_pretrained(name: str) -> PretrainedEntry:
     """The pretrained entry ``name`` (or, for an architecture name, its default entry);
     :class:`ModelError` listing the pretrained models if there is none."""
     entry = _PRETRAINED.get(name)
+    if entry is None:
+        _load_builtin_archs()
     if entry is None and name in _ARCHS:
         entry = next((p for p in _PRETRAINED.values() if p.arch == name), None)
         if entry is None:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..features.config import SPEC_ATT_DB
 from .attention import AttentionBackend, TimeMap
-from .registry import register_model, register_pretrained
+from .registry import register_model
 
 __all__ = ["SpecAtt", "SpecFrontEnd", "spec_att"]
 
@@ -117,10 +117,3 @@ def spec_att(*, n_mels: int = 96, input_length: int = 256, width: int = 512, lay
     return SpecAtt(n_mels=n_mels, input_length=input_length, width=width, layers=layers,
                    heads=heads, n_tags=n_tags, dropout=dropout, ffn_dim=ffn_dim,
                    frontend_scale=frontend_scale)
-
-
-# Distilled from musicnn.mtat on ~18 h of real audio (rt_tagger/weights/README.md); the
-# default for create_model("spec_att", pretrained=True).
-register_pretrained("spec_att.w256", arch="spec_att", filename="spec_att_w256.safetensors",
-                    description="Spec_Att width 256 distilled from musicnn.mtat; rt-tagger's "
-                                "default; MagnaTagATune top-50 tags")

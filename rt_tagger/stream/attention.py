@@ -45,19 +45,36 @@ def pool_cells(weights: np.ndarray, cells: int = ATTENTION_CELLS) -> np.ndarray:
     return np.diff(np.interp(edges, np.arange(w.size + 1), cum))
 
 
+class _Described:
+    """What :mod:`rt_tagger.interpret` reads of a model to place its attention (input kind,
+    description, tags, time map), from a checkpoint and the time map an export carries: the
+    onnxruntime runtime places attention without torch."""
+
+    def __init__(self, checkpoint, time_map: dict) -> None:
+        from ..models.timemap import TimeMap
+
+        self.cfg = checkpoint.cfg
+        self.input_kind, self.n_tags = self.cfg.input_kind, self.cfg.n_tags
+        self._time_map = TimeMap.from_dict(time_map)
+
+    def time_steps_to_frames(self):
+        return self._time_map
+
+
 class AttentionAxis:
     """Places the attention of the model described by ``checkpoint`` (the engine's).
 
-    The step map comes from the model object: ``model`` if given (a PyTorch engine's), else
-    the architecture built once, lazily, from the checkpoint's arguments and given the
-    checkpoint's description (``cfg``): the map depends on those only, not on weights.
-    (Once :class:`~rt_tagger.models.cfg.ModelCfg` carries the step map itself, nothing needs
-    building here.)
+    The step map comes from ``model`` if given (a PyTorch engine's), else from ``time_map``
+    (what an ONNX export records, :func:`rt_tagger.export.export_onnx`), else from the
+    architecture built once, lazily, from the checkpoint's arguments and given the checkpoint's
+    description (``cfg``): the map depends on those only, not on weights.
     """
 
-    def __init__(self, checkpoint, model=None) -> None:
+    def __init__(self, checkpoint, model=None, time_map: dict | None = None) -> None:
         self.checkpoint = checkpoint
         self._model = model
+        if (model is None or not hasattr(model, "time_steps_to_frames")) and time_map:
+            self._model = _Described(checkpoint, time_map)
 
     def model(self):
         if self._model is None or not hasattr(self._model, "time_steps_to_frames"):

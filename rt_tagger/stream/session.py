@@ -93,7 +93,9 @@ class Session:
         if self._attention is None:
             from .attention import AttentionAxis
 
-            self._attention = AttentionAxis(self.engine.checkpoint, getattr(self.engine, "model", None))
+            info = getattr(self.engine, "export_info", None) or {}
+            self._attention = AttentionAxis(self.engine.checkpoint, getattr(self.engine, "model", None),
+                                            time_map=info.get("time_map"))
         return self._attention
 
     def _start_stream(self, stream: FeatureStream) -> None:
