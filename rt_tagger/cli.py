@@ -2,6 +2,7 @@
 
     rt-tagger [FILE|URL] [--device D] [options]   tag a file, stream or live input
     rt-tagger --source NAME=KIND:TARGET ...       monitor several sources (or --config FILE.toml)
+    rt-tagger --source ... --cluster local|ray://HEAD:PORT   the same, sharded over Ray actors
     rt-tagger demo                                the main job on the embedded default
     rt-tagger --list-devices                      input devices PortAudio sees (and loopback outputs)
     rt-tagger --loopback[=OUTPUT]                 tag what the computer plays (system audio)
@@ -72,6 +73,12 @@ def _run(args: argparse.Namespace) -> int:
     from .run import Run
 
     sources, o = settings(args)
+    if getattr(o, "cluster", None):  # Ray actors (rt_tagger.cluster, the [cluster] extra)
+        from .cluster.run import ClusterRun
+
+        return ClusterRun(sources, o, monitoring=True).execute()
+    if getattr(o, "cluster_inference", None) or getattr(o, "cluster_actors", None):
+        raise RtTaggerError("--cluster-inference and --cluster-actors need --cluster local|ray://HOST:PORT")
     return Run(sources, o, monitoring=wants_monitor(args)).execute()
 
 

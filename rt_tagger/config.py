@@ -17,14 +17,15 @@ import argparse
 import dataclasses
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from typing import Any, Self
 
 from .errors import ConfigError
 
-__all__ = ["MAX_HOP", "MAX_THREADS", "SILENCE_DB", "DictFields", "StreamConfig",
-           "parse_silence_gate", "read_toml", "reject_unknown"]
+__all__ = ["CLUSTER_INFERENCE", "MAX_HOP", "MAX_THREADS", "SILENCE_DB", "ClusterSettings", "DictFields",
+           "StreamConfig", "parse_silence_gate", "read_toml", "reject_unknown"]
 
 #: The most inference threads accepted: more only costs memory, never speed.
 MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
@@ -270,3 +271,57 @@ def _backend_flag(text: str) -> str:
         return text
     raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from auto, tensorrt, "
                                      "onnxruntime, torch, triton[+grpc]://HOST:PORT[/MODEL])")
+
+
+# ---- the cluster settings of a run (rt_tagger.cluster; checked before Ray is imported) -------
+#: Where a cluster run infers: in each source actor, or in one Ray Serve deployment.
+CLUSTER_INFERENCE = ("actor", "serve")
+_CLUSTER_ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """``address``: ``"local"`` (start a Ray cluster on this machine, on 127.0.0.1) or
+    ``ray://HOST:PORT`` (Ray Client) / ``HOST:PORT`` (a head's GCS, from a cluster node).
+    ``actors``: source actors (the sources are dealt out round-robin). ``inference``:
+    ``"actor"`` (each actor runs the model, CPU nodes) or ``"serve"`` (one Ray Serve
+    deployment batches every actor's chunks, GPU nodes). ``max_restarts``: how often Ray restarts
+    a dead actor (-1: always). ``actor_cpus``/``serve_cpus``/``serve_gpus``: Ray resources
+    reserved per source actor / per Serve replica. ``serve_replicas``: Serve replicas."""
+
+    address: str = "local"
+    actors: int = 2
+    inference: str = "actor"
+    max_restarts: int = 10
+    actor_cpus: float = 1.0
+    serve_replicas: int = 1
+    serve_cpus: float = 1.0
+    serve_gpus: float = 0.0
+    serve_max_batch: int = 64  # requests (one per actor batch) merged by @serve.batch
+    serve_wait_s: float = 0.005  # how long @serve.batch waits to fill a batch
+
+    def __post_init__(self) -> None:
+        a = self.address
+        if not isinstance(a, str) or not (a == "local" or _CLUSTER_ADDRESS.fullmatch(a)):
+            raise ConfigError(f"cluster must be 'local', 'ray://HOST:PORT' or 'HOST:PORT', got {a!r}")
+        if self.inference not in CLUSTER_INFERENCE:
+            raise ConfigError(f"cluster_inference must be one of {', '.join(CLUSTER_INFERENCE)}, got {self.inference!r}")
+        for key, lo, hi in (("actors", 1, 4096), ("max_restarts", -1, 10**6), ("serve_replicas", 1, 1024),
+                            ("serve_max_batch", 1, 4096)):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ConfigError(f"cluster_{key} must be an integer between {lo} and {hi}, got {v!r}")
+        for key in ("actor_cpus", "serve_cpus", "serve_gpus", "serve_wait_s"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 4096:
+                raise ConfigError(f"cluster_{key} must be a number between 0 and 4096, got {v!r}")
+
+    @classmethod
+    def from_options(cls, o) -> "ClusterSettings":
+        """From the run's options namespace (flags over the TOML file's keys)."""
+        kw = {"address": o.cluster}
+        for key in ("actors", "inference", "max_restarts", "actor_cpus"):
+            v = getattr(o, f"cluster_{key}", None)
+            if v is not None:
+                kw[key] = v
+        return cls(**kw)

@@ -12,7 +12,7 @@ from test_import_graph import modules as package_modules
 STAGES = [("errors", "config", "messages", "shutdown"), ("ring", "sources", "demo"), ("features",),
           ("chunker",), ("engines", "models", "checkpoint", "factory", "export", "interpret"),
           ("aggregator",), ("stream", "pipeline", "tagger"), ("sinks",), ("monitor",),
-          ("gui_launch", "gui"), ("run", "preflight"), ("cli", "__main__", "explain")]
+          ("gui_launch", "gui"), ("run", "preflight", "cluster"), ("cli", "__main__", "explain")]
 #: Not stages of the flow: offline tools (weight conversion, Triton deployment) and data.
 TOOLS = ("convert", "deploy", "training", "weights", "_core")
 

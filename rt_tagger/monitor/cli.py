@@ -22,12 +22,19 @@ def add_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--osc", metavar="HOST:PORT", help="send tags and events as OSC (UDP)")
     g.add_argument("--http", metavar="[HOST:]PORT", help="serve a JSON status on HOST:PORT (default host 127.0.0.1)")
     g.add_argument("--event-log", metavar="FILE", help="append events to a rotating JSON Lines log")
+    g.add_argument("--cluster", metavar="local|ray://HOST:PORT",
+                   help="run the sources in Ray actors (rt-tagger[cluster]); 'local' starts Ray on this machine")
+    g.add_argument("--cluster-inference", choices=("actor", "serve"), default=None,
+                   help="with --cluster: the model in each actor (default) or one shared Ray Serve deployment")
+    g.add_argument("--cluster-actors", type=int, default=None, metavar="N",
+                   help="with --cluster: source actors (default 2; sources are dealt out round-robin)")
     for dest, flag, text in ALARM_FLAGS:
         g.add_argument(flag, dest=dest, type=float, default=None, help=text)
 
 
 def wants_monitor(args: argparse.Namespace) -> bool:
-    return bool(args.sources or args.config or args.osc or args.http or args.event_log)
+    return bool(args.sources or args.config or args.osc or args.http or args.event_log
+                or getattr(args, "cluster", None))
 
 
 def _load_config(path: str):

@@ -8,6 +8,9 @@
     restart_delay = 30          # seconds before a failed live source is restarted (0-86400)
     event_log_max_bytes = 10_000_000  # rotate the event log at this size (>= 256)
     event_log_backups = 5       # rotated files kept: events.jsonl.1 ... .5 (0-1000)
+    cluster = "local"           # Ray (rt-tagger[cluster]): "local" or "ray://HEAD:10001"
+    cluster_inference = "actor" # or "serve": one Ray Serve deployment batches every actor's chunks
+    cluster_actors = 2          # source actors; cluster_max_restarts = 10, cluster_actor_cpus = 1
 
     [alarms]                    # defaults for every source
     silence_db = -50
@@ -38,6 +41,9 @@ from .spec import SourceSpec
 OPTIONS = {
     "jsonl": str, "osc": str, "http": (str, int), "event_log": str, "event_log_max_bytes": int,
     "event_log_backups": int, "restart_delay": (float, int), "quiet": bool,
+    # rt_tagger.cluster (Ray): "local" or "ray://HOST:PORT"; "actor" or "serve"
+    "cluster": str, "cluster_inference": str, "cluster_actors": int, "cluster_max_restarts": int,
+    "cluster_actor_cpus": (float, int),
 }
 SOURCE_KEYS = {"input": str, "realtime": bool, "channel": int}
 #: Numeric options checked for range here: (smallest, largest) allowed value.
@@ -106,6 +112,15 @@ def load_config(path: str | os.PathLike[str]) -> MonitorConfig:
             if key in RANGES:
                 check_range(path, key, data[key])
             cfg.options[key] = data[key]
+    if any(key.startswith("cluster") for key in cfg.options):
+        import argparse
+
+        from ..config import ClusterSettings
+
+        try:
+            ClusterSettings.from_options(argparse.Namespace(**{"cluster": "local", **cfg.options}))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     alarms = data.get("alarms", {})
     if not isinstance(alarms, dict):
         raise ConfigError(f"{path}: [alarms] must be a table")

@@ -111,6 +111,21 @@ class Monitor:
             slot.tap = tap
             slot.state, slot.error, slot.restart_at = "starting", None, None
 
+    def add(self, spec: SourceSpec, t_offset: float = 0.0) -> None:
+        """Add source ``spec`` (started at once in a running monitor, on its timeline from
+        ``t_offset`` seconds); replaces an ended source of that name."""
+        if spec.name in self._slots and not self.session.ended(spec.name):
+            raise ConfigError(f"source names must be unique, repeated: {spec.name}")
+        slot = self._slots[spec.name] = _Slot(spec)
+        self._open(slot, t_offset)
+
+    def remove(self, name: str) -> None:
+        """Stop source ``name`` for good (no summary; no restart)."""
+        self.session.remove(name)
+        slot = self._slots.pop(name, None)
+        if slot is not None:
+            slot.restart_at = None
+
     def restart(self, name: str, reason: str = "requested") -> None:
         """Stop source ``name`` and open it again; the other sources go on undisturbed."""
         if name not in self._slots:
