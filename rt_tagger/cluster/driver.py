@@ -23,10 +23,11 @@ import threading
 import time
 from typing import Iterator
 
+from ..config import ClusterSettings
 from ..errors import ConfigError, RtTaggerError
 from ..messages import Event
+from ..monitor.spec import check_source_names
 from ..stream import drain
-from ..config import ClusterSettings
 from .wire import from_wire
 
 __all__ = ["ClusterMonitor"]
@@ -64,12 +65,7 @@ class ClusterMonitor:
     def __init__(self, config, sources, settings: ClusterSettings | None = None, *,
                  monitoring: bool = True, restart_delay: float | None = 30.0, max_queue: int = 8,
                  recent_events: int = 100) -> None:
-        if not sources:
-            raise ConfigError("no sources to monitor")
-        names = [s.name for s in sources]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ConfigError(f"source names must be unique, repeated: {', '.join(sorted(dup))}")
+        check_source_names(sources)
         self.config, self.sources = config, list(sources)
         self.settings = settings or ClusterSettings()
         self.monitoring, self.restart_delay, self.max_queue = monitoring, restart_delay, max_queue

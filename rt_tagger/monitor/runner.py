@@ -18,7 +18,7 @@ from typing import Iterator
 from ..errors import ConfigError, RtTaggerError
 from ..stream import drain
 from .alarms import MeterTap
-from .spec import SourceSnapshot, SourceSpec
+from .spec import SourceSnapshot, SourceSpec, check_source_names
 
 __all__ = ["Monitor", "SourceSnapshot", "SourceSpec"]
 
@@ -43,12 +43,7 @@ class Monitor:
                  workers: int | None = None, batch: int | None = None,
                  max_seconds: float | None = None, records: dict[str, str] | None = None,
                  monitoring: bool = True) -> None:
-        if not sources:
-            raise ConfigError("no sources to monitor")
-        names = [s.name for s in sources]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ConfigError(f"source names must be unique, repeated: {', '.join(sorted(dup))}")
+        check_source_names(sources)
         self.tagger = tagger
         self.engine = tagger.engine
         self.monitoring = monitoring

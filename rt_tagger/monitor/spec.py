@@ -57,3 +57,13 @@ class SourceSnapshot:
     loudness: dict
     alarms: list[str]
     tags: object | None  # rt_tagger.aggregator.Snapshot of the current pipeline
+
+
+def check_source_names(sources: list[SourceSpec]) -> None:
+    """:class:`ConfigError` if there are no sources or a name is repeated."""
+    if not sources:
+        raise ConfigError("no sources to monitor")
+    names = [s.name for s in sources]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"source names must be unique, repeated: {', '.join(sorted(dup))}")
