@@ -24,8 +24,13 @@ from typing import Any, Self
 
 from .errors import ConfigError
 
-__all__ = ["CLUSTER_INFERENCE", "MAX_HOP", "MAX_THREADS", "SILENCE_DB", "ClusterSettings", "DictFields",
-           "StreamConfig", "parse_silence_gate", "read_toml", "reject_unknown"]
+__all__ = ["CLUSTER_INFERENCE", "MAX_HOP", "MAX_THREADS", "PRECISIONS", "SILENCE_DB", "ClusterSettings",
+           "DictFields", "StreamConfig", "parse_silence_gate", "read_toml", "reject_unknown"]
+
+#: Engine precisions. fp16: GPU only (tensorrt, torch on CUDA, onnxruntime's TensorRT provider);
+#: int8: onnxruntime on a CPU, with the model's statically quantized graph
+#: (:mod:`rt_tagger.engines.quantize`).
+PRECISIONS = ("fp32", "fp16", "int8")
 
 #: The most inference threads accepted: more only costs memory, never speed.
 MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
@@ -120,6 +125,7 @@ class StreamConfig:
     ``model``: registry name, checkpoint or ``.onnx`` file (``None``: the default model).
     ``backend``: ``auto``, ``tensorrt``, ``onnxruntime``, ``torch`` or a Triton URL.
     ``threads``: inference CPU threads (``None``: the backend's choice).
+    ``precision``: ``fp32``, ``fp16`` (GPU only) or ``int8`` (onnxruntime on a CPU).
     ``hop``: seconds between chunk starts, or ``"chunk"`` (non-overlapping chunks).
     ``aggregation``/``horizon``: ``mean``/``max`` of the chunks of the last ``horizon``
     seconds, or an ``ema`` with that time constant. ``threshold``: a tag switches on at this
@@ -136,6 +142,7 @@ class StreamConfig:
     model: str | None = None
     backend: str = "auto"
     threads: int | None = None
+    precision: str = "fp32"
     hop: float | str = 0.5
     topk: int = 5
     threshold: float | None = None
@@ -162,6 +169,9 @@ class StreamConfig:
             raise ConfigError(f"--backend must be a name or a triton:// URL, got {self.backend!r}")
         if self.threads is not None:
             _integer("--threads", self.threads, 1, MAX_THREADS)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, "
+                              f"got {self.precision!r}")
         put("hop", _hop(self.hop))
         _integer("--topk", self.topk, 1)
         if self.threshold is not None:
@@ -207,6 +217,9 @@ class StreamConfig:
                        help="auto (default), tensorrt, onnxruntime, torch, or a Triton server: "
                             "triton://HOST:PORT[/MODEL] (HTTP) or triton+grpc://HOST:PORT[/MODEL]")
         p.add_argument("--threads", type=int, default=s, help="inference CPU threads")
+        p.add_argument("--precision", default=s, choices=PRECISIONS,
+                       help="fp32 (default); fp16: GPU only; int8: onnxruntime on a CPU with the "
+                            "model's quantized graph (python -m rt_tagger.training quantize)")
         p.add_argument("--hop", default=s, help="seconds between chunks, or 'chunk' (default 0.5)")
         p.add_argument("--topk", type=int, default=s, help="tags shown (default 5)")
         p.add_argument("--threshold", type=float, default=s,

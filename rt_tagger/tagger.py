@@ -87,6 +87,7 @@ class Tagger:
         self.config = cfg
         self.model = cfg.model if cfg.model is not None else DEFAULT_MODEL
         self.engine = create_engine(self.model, cfg.backend, threads=cfg.threads,
+                                    precision=cfg.precision,
                                     max_batch=cfg.max_batch)
         ck = self.engine.checkpoint
         self.checkpoint = ck

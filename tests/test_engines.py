@@ -165,7 +165,7 @@ def test_backend_errors(small, tmp_path):
     with pytest.raises(BackendError, match="valid backends: auto, tensorrt, onnxruntime, torch"):
         create_engine(small, "openvino")
     with pytest.raises(BackendError, match="unknown precision"):
-        create_engine(small, "torch", precision="int8")
+        create_engine(small, "torch", precision="int4")
     with pytest.raises(ConfigError, match="max_batch"):
         create_engine(small, "torch", max_batch=0)
     with pytest.raises(ConfigError, match="threads"):

@@ -1,4 +1,4 @@
-"""``python -m rt_tagger.training {prepare,train,distill,teacher-cache,body-cache,distill-body,report,card,evaluate,compare,curves,export,corpus,teachers,synthetic} ...``"""
+"""``python -m rt_tagger.training {prepare,train,distill,teacher-cache,body-cache,distill-body,report,card,evaluate,compare,curves,export,corpus,teachers,quantize,synthetic} ...``"""
 from __future__ import annotations
 
 import argparse
@@ -140,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     te.add_argument("--json", default=None, help="write the full result to this file")
     te.add_argument("--markdown", default=None, help="write the table to this file")
 
+    qz = sub.add_parser("quantize", help="an int8 graph of a model for onnxruntime on a CPU "
+                                          "(--precision int8), calibrated on audio files")
+    from .quantize import add_arguments as _quant_args
+
+    _quant_args(qz)
+
     sy = sub.add_parser("synthetic", help="write a small synthetic MTAT to try the pipeline")
     sy.add_argument("--out", required=True)
     sy.add_argument("--seed", type=int, default=0)
@@ -255,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
                                 cache=args.cache,
                                 log=lambda *a: print(*a, flush=True))
             print(f"wrote {path}")
+        elif args.command == "quantize":
+            from .quantize import run as quantize
+
+            print(f"wrote {quantize(args)}")
         elif args.command == "teachers":
             from .teachers import evaluate_teachers, format_table
 

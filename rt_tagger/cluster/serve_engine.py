@@ -29,6 +29,7 @@ class TaggerModel:
         from ..tagger import DEFAULT_MODEL
 
         self.engine = create_engine(config.model or DEFAULT_MODEL, config.backend, threads=config.threads,
+                                    precision=config.precision,
                                     max_batch=config.max_batch)
         self.infer.set_max_batch_size(max_batch)
         self.infer.set_batch_wait_timeout_s(wait_s)

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from ..errors import BackendError
-from .base import PRECISIONS, Engine, EngineOutput, cache_dir, sigmoid
+from .base import PRECISIONS, Engine, EngineOutput, cache_dir, int8_only_on_cpu, sigmoid
 
 __all__ = ["BACKENDS", "PRECISIONS", "Engine", "EngineOutput", "available_backends", "cache_dir",
            "create_engine", "sigmoid"]
@@ -84,7 +84,9 @@ def create_engine(
     ``backend``: ``"auto"`` (tensorrt if a CUDA GPU and torch-tensorrt are present, else
     onnxruntime, else torch), or one of ``"tensorrt"``, ``"onnxruntime"``, ``"torch"``.
     ``threads``: intra-op CPU threads (torch: process-wide). ``device``: ``"cpu"``, ``"cuda"``,
-    ``"cuda:N"`` or None (best available). ``precision``: ``"fp32"`` or ``"fp16"`` (GPU only).
+    ``"cuda:N"`` or None (best available). ``precision``: ``"fp32"``, ``"fp16"`` (GPU only) or
+    ``"int8"`` (onnxruntime on a CPU, with the model's quantized graph:
+    :mod:`rt_tagger.engines.quantize`).
     ``max_batch``: largest batch run at once (bigger ones are split). ``attention``: produce
     attention maps when the model has them. ``cache``: cache root for exported/compiled models.
     ``batch_sizes``: static batch sizes compiled by the tensorrt backend.
@@ -93,15 +95,21 @@ def create_engine(
     """
     from .triton_engine import create_triton_engine, is_triton_url
 
+    if precision == "int8" and (is_triton_url(backend) or backend in ("tensorrt", "torch")
+                                or (device is not None and str(device) != "cpu")):
+        raise BackendError(int8_only_on_cpu("triton" if is_triton_url(backend) else backend,
+                                            None if device is None else str(device)))
     if is_triton_url(backend):
         return create_triton_engine(source, backend, max_batch=max_batch, attention=attention)
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}, "
                            "triton[+grpc]://HOST:PORT[/MODEL]")
     if precision not in PRECISIONS:
-        raise BackendError(f"unknown precision {precision!r}; choose {' or '.join(PRECISIONS)}")
+        raise BackendError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
     onnx_file = _is_onnx(source)
-    if backend == "auto":
+    if backend == "auto" and precision == "int8":
+        backend, why = "onnxruntime", "precision int8 runs on onnxruntime's CPU provider"
+    elif backend == "auto":
         backend, why = _choose(device, onnx_file)
     else:
         why = "requested"
@@ -139,7 +147,11 @@ def _build(source: Any, backend: str, *, threads: int | None, device: str | None
         choose_providers(device, precision, None)  # fail on a bad device/precision before exporting
         exported = False
         path = source
-        if not _is_onnx(source):
+        if precision == "int8" and not _is_onnx(source):
+            from .quantize import find_int8
+
+            path, device = find_int8(source, cache), "cpu"
+        elif not _is_onnx(source):
             path, exported = cached_onnx(source, cache=cache)
         engine = OrtEngine(path, device=device, threads=threads, precision=precision,
                            max_batch=max_batch, attention=attention, cache=cache)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..config import PRECISIONS
 from ..errors import AudioInputError, BackendError, ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,7 +27,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["PRECISIONS", "Engine", "EngineOutput", "cache_dir", "cuda_visible", "run_session",
            "sigmoid"]
 
-PRECISIONS = ("fp32", "fp16")
+
+
+def int8_only_on_cpu(backend: str, device: str | None) -> str:
+    """The one line refusing int8 anywhere but onnxruntime on a CPU."""
+    where = backend if device in (None, "cpu") else f"{backend} on {device}"
+    return (f"precision int8 runs only on onnxruntime on a CPU, not on {where} "
+            "(use --backend onnxruntime --device cpu, or precision fp32/fp16)")
 
 
 def _nvidia_driver_present() -> bool:
@@ -127,6 +134,8 @@ class Engine(abc.ABC):
             raise ConfigError(f"max_batch must be a positive integer, got {max_batch!r}")
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision == "int8" and (self.name != "onnxruntime" or device != "cpu"):
+            raise BackendError(int8_only_on_cpu(self.name, device))
         self.checkpoint = checkpoint
         self.device = device
         self.max_batch = max_batch

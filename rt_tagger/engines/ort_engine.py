@@ -1,5 +1,9 @@
 """ONNX Runtime engine: the default on CPU (and on GPU through the CUDA / TensorRT providers).
 
+With ``precision="int8"`` it runs the model's statically quantized graph on the CPU provider
+(:mod:`rt_tagger.engines.quantize`), whole model per chunk: int8 graphs have no frame-reuse
+halves.
+
 Given a checkpoint rather than an ``.onnx`` file, the model is exported once into the cache
 (``<cache>/onnx``), under a name keyed by the checkpoint's weight checksum and the torch / onnx
 versions and opset, and the next start loads that file without exporting again.
@@ -119,8 +123,14 @@ def choose_providers(device: str | None, precision: str, cache: Path | None) -> 
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    want_gpu = device is None or str(device).startswith("cuda")
     index = _cuda_index(device)
+    if precision == "int8":  # a CPU-only graph: quantized kernels of the CPU provider
+        if device is not None and str(device) != "cpu":
+            from .base import int8_only_on_cpu
+
+            raise BackendError(int8_only_on_cpu("onnxruntime", str(device)))
+        return [CPU_EP]
+    want_gpu = device is None or str(device).startswith("cuda")
     providers: list[Any] = []
     if want_gpu and TRT_EP in available:
         opts = {"device_id": index, "trt_fp16_enable": precision == "fp16"}
@@ -194,6 +204,14 @@ class OrtEngine(Engine):
             raise BackendError(f"onnxruntime cannot load {self.onnx_path}: "
                                f"{str(exc).strip().splitlines()[0]}") from None
         ckpt, info = session_metadata(self._session, self.onnx_path)
+        from .quantize import int8_info, quantize_hint
+
+        self.int8_info = int8_info(self._session)
+        if precision == "int8" and self.int8_info is None:
+            raise ModelError(f"{self.onnx_path.name} is a float graph, not an int8 one; make one "
+                             f"from the {ckpt.arch} checkpoint with: {quantize_hint(None)}")
+        if self.int8_info is not None:  # the graph decides: an int8 file runs int8
+            precision = "int8"
         inputs = [i.name for i in self._session.get_inputs()]
         outputs = [o.name for o in self._session.get_outputs()]
         if inputs != [INPUT_NAME] or "logits" not in outputs:
@@ -213,7 +231,7 @@ class OrtEngine(Engine):
         self._fixed_batch = info.get("batch")
         if self._fixed_batch:  # a static-batch export: run pieces of that size, padding the last
             self.max_batch = int(self._fixed_batch)
-        elif not on_gpu:
+        elif not on_gpu and self.int8_info is None:  # int8: the whole model per chunk
             self.frame_reuse = self._open_frame_reuse(so, providers)
 
     def _open_frame_reuse(self, so: Any, providers: list[Any]) -> Any:
