@@ -157,12 +157,15 @@ def test_ready_is_read_from_the_ready_file_not_from_interleaved_stdout(tmp_path)
 # ---- against a real PyTriton server -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def served(small, tmp_path_factory):
-    """The default model, musicnn.mtat (another input shape) and the small 10-tag model."""
+    """The default model (musicnn_att.mtat), spec_att.w256, musicnn.mtat (another input
+    shape) and the small 10-tag model."""
     if SERVER_PY is None:
         pytest.skip(WHY_NO_SERVER)
     from rt_tagger.engines.ort_engine import cached_onnx
+    from rt_tagger.factory import DEFAULT_MODEL
 
-    models = {"spec_att_w256": cached_onnx("spec_att.w256")[0],
+    models = {"default": cached_onnx(DEFAULT_MODEL)[0],
+              "spec_att_w256": cached_onnx("spec_att.w256")[0],
               "musicnn": cached_onnx("musicnn.mtat")[0],
               "ten_tags": cached_onnx(small)[0]}
     with start_server(models, threads=1) as srv:
@@ -171,14 +174,16 @@ def served(small, tmp_path_factory):
 
 @needs_server
 @pytest.mark.slow
-@pytest.mark.parametrize("scheme", ["triton", "triton+grpc"])
-def test_same_probabilities_as_local_engine(served, scheme):
+@pytest.mark.parametrize("scheme, model, served_as", [
+    ("triton", "musicnn_att.mtat", "default"), ("triton+grpc", "musicnn_att.mtat", "default"),
+    ("triton", "spec_att.w256", "spec_att_w256"), ("triton+grpc", "spec_att.w256", "spec_att_w256")])
+def test_same_probabilities_as_local_engine(served, scheme, model, served_as):
     from rt_tagger.tagger import Tagger
 
     port = served.http_port if scheme == "triton" else served.grpc_port
-    with Tagger("spec_att.w256", backend="onnxruntime") as local:
+    with Tagger(model, backend="onnxruntime") as local:
         ref = local.tag_file(CLIP)
-    with Tagger("spec_att.w256", backend=f"{scheme}://127.0.0.1:{port}/spec_att_w256") as remote:
+    with Tagger(model, backend=f"{scheme}://127.0.0.1:{port}/{served_as}") as remote:
         assert remote.engine.name == "triton"
         got = remote.tag_file(CLIP)
     assert got.taggram.shape == ref.taggram.shape and len(ref.taggram) >= 10
