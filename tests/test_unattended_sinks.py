@@ -170,7 +170,7 @@ def test_monitor_event_log_fills_while_the_rest_goes_on(small_disk, tmp_path):
     proc = subprocess.Popen(rt("--source", f"a=file:{FILE}", "--source", f"b=file:{DATA / MUSIC_CLIPS[0]}",
                                "--http", "127.0.0.1:0", "--event-log", str(log), "--jsonl", str(out), "-q",
                                "--min-duration", "0"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     early = []  # stderr up to the status URL: the event log may fail before it is printed
     try:
         url = None
@@ -195,9 +195,14 @@ def test_monitor_event_log_fills_while_the_rest_goes_on(small_disk, tmp_path):
             status = json.load(urllib.request.urlopen(url, timeout=5))
         assert status["outputs"]["event_log"]["state"] == "failed"
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)  # its few stderr lines never fill the pipe
+        # The rest of stderr through the same file object: reading lines above may have pulled
+        # the next ones into its buffer already, where communicate() would not see them.
+        err = proc.stderr.read()
     finally:
         proc.kill()
+        proc.wait()
+        proc.stderr.close()
     assert proc.returncode == 143, err
     err = "".join(early) + err
     assert "Traceback" not in err and err.count("output event_log") == 1
