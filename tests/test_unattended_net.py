@@ -53,6 +53,18 @@ def start(*args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+def stderr_rest(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """The rest of ``proc``'s stderr once it ended, read through the file object
+    :func:`status_url` read lines from (lines already in its buffer would be missed by
+    ``communicate()``)."""
+    proc.wait(timeout=timeout)  # quiet runs (-q, messages to files): no pipe fills
+    try:
+        return proc.stderr.read()
+    finally:
+        proc.stderr.close()
+        proc.stdout.close()
+
+
 def status_url(proc: subprocess.Popen, timeout: float = 60) -> str:
     """Reads stderr up to the ``status at URL`` line (printed once the model is loaded)."""
     t0 = time.monotonic()
@@ -179,7 +191,7 @@ def test_monitor_follows_a_dropping_stream_timeline_goes_on_credentials_hidden(c
                 seen = st
                 break
             time.sleep(0.2)
-        _, err = p.communicate(timeout=60)
+        err = stderr_rest(p)
     finally:
         p.kill() if p.poll() is None else None
         station.close()
@@ -231,7 +243,7 @@ def test_hostile_http_clients_neither_kill_the_monitor_nor_print(clips, tmp_path
         assert p.poll() is None, "a client that hung up ended the monitor"
         st = get_json(f"{base}/status")  # still serving
         assert set(st["sources"]) == {"a"} and st["http"]["refused"] == 0
-        _, err = p.communicate(timeout=60)
+        err = stderr_rest(p)
     finally:
         p.kill() if p.poll() is None else None
     assert p.returncode == 0, err
