@@ -163,7 +163,7 @@ def main() -> None:
     print(f"{x.shape[0]} test chunks of {owner.max() + 1} files; {cal.shape[0]} calibration chunks",
           flush=True)
     paths = {"fp32": cached_onnx(MODEL)[0], "shipped int8 (qdq, per-channel, MatMul/Gemm)":
-             find_int8(MODEL)}
+             find_int8(MODEL)[0]}
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     for i, (name, kw) in enumerate(CANDIDATES.items()):

@@ -92,6 +92,26 @@ def test_int8_runs_attention_and_batches(engines):
     np.testing.assert_allclose(out.logits[1:2], one, atol=1e-5)
 
 
+def test_int8_graph_is_opened_once(monkeypatch):
+    """The staleness check reads the engine's own session: the graph is loaded once."""
+    import onnxruntime as ort
+
+    opened = []
+    real = ort.InferenceSession
+
+    class Counting(real):  # the real session, counted
+        def __init__(self, path, *args, **kwargs):
+            opened.append(str(path))
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", Counting)
+    engine = create_engine(MODEL, "onnxruntime", device="cpu", precision="int8", threads=1)
+    try:
+        assert opened == [str(SHIPPED)]
+    finally:
+        engine.close()
+
+
 def test_stale_int8_graph_is_one_line(tmp_path):
     # Another checkpoint (musicnn.mtat) with the default model's int8 graph beside it.
     ckpt = tmp_path / "other.safetensors"

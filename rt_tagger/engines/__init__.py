@@ -6,6 +6,7 @@ only when used.
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -146,15 +147,16 @@ def _build(source: Any, backend: str, *, threads: int | None, device: str | None
             raise BackendError(f"backend onnxruntime is not available: {why}")
         choose_providers(device, precision, None)  # fail on a bad device/precision before exporting
         exported = False
-        path = source
+        path, verify = source, None
         if precision == "int8" and not _is_onnx(source):
-            from .quantize import find_int8
+            from .quantize import check_int8, find_int8
 
-            path, device = find_int8(source, cache), "cpu"
+            (path, ckpt), device = find_int8(source, cache), "cpu"
+            verify = functools.partial(check_int8, path=path, ckpt=ckpt, source=source)
         elif not _is_onnx(source):
             path, exported = cached_onnx(source, cache=cache)
         engine = OrtEngine(path, device=device, threads=threads, precision=precision,
-                           max_batch=max_batch, attention=attention, cache=cache)
+                           max_batch=max_batch, attention=attention, cache=cache, verify=verify)
         engine.exported = exported
         return engine
     from .torch_engine import TorchEngine

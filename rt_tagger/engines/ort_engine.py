@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,13 +170,17 @@ class OrtEngine(Engine):
     ``threads``: intra-op threads (None: onnxruntime's default, one per physical core). The
     session runs sequentially with all graph optimisations and without spinning idle threads,
     which keeps the latency of one chunk low without burning the cores the audio and GUI need.
+    ``verify(session)``, if given, checks the opened graph before anything else reads it (an int8
+    graph against its checkpoint: :func:`~rt_tagger.engines.quantize.check_int8`), so a graph is
+    opened once.
     """
 
     name = "onnxruntime"
 
     def __init__(self, onnx_path: str | os.PathLike[str], *, device: str | None = None,
                  threads: int | None = None, precision: str = "fp32", max_batch: int = 16,
-                 attention: bool = True, cache: str | os.PathLike[str] | None = None) -> None:
+                 attention: bool = True, cache: str | os.PathLike[str] | None = None,
+                 verify: Callable[[Any], None] | None = None) -> None:
         import onnxruntime as ort
 
         from ..export import INPUT_NAME
@@ -203,6 +208,8 @@ class OrtEngine(Engine):
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BackendError(f"onnxruntime cannot load {self.onnx_path}: "
                                f"{str(exc).strip().splitlines()[0]}") from None
+        if verify is not None:  # e.g. that an int8 graph is still its checkpoint's
+            verify(self._session)
         ckpt, info = session_metadata(self._session, self.onnx_path)
         from .quantize import int8_info, quantize_hint
 

@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import BackendError, ModelError
 from .base import cache_dir, slug
 
-__all__ = ["INT8_KEY", "find_int8", "int8_cache_path", "int8_info", "quantize_hint"]
+__all__ = ["INT8_KEY", "check_int8", "find_int8", "int8_cache_path", "int8_info", "quantize_hint"]
 
 #: Metadata key of an int8 graph: ``{"checkpoint_sha256", "calibration", "method", ...}``.
 INT8_KEY = "rt_tagger.int8"
@@ -62,28 +62,14 @@ def int8_info(session: Any) -> dict[str, Any] | None:
         raise ModelError(f"int8 record ({INT8_KEY}) of the graph is not valid JSON") from None
 
 
-def _read_int8_meta(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """``(int8 record, checkpoint description JSON)`` of the graph at ``path``."""
-    import onnxruntime as ort
-
+def check_int8(session: Any, path: Path, ckpt: Any, source: Any) -> None:
+    """Whether ``session`` (the engine's own session of the graph at ``path``: the graph is
+    opened once) is an int8 graph of exactly ``ckpt`` (same weights, same description); else
+    one :class:`ModelError` line saying it is stale and how to remake it."""
     from ..export import META_KEY
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        session = ort.InferenceSession(str(path), sess_options=so,
-                                       providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise BackendError(f"onnxruntime cannot load the int8 graph {path}: "
-                           f"{str(exc).strip().splitlines()[0]}") from None
-    return int8_info(session), session.get_modelmeta().custom_metadata_map.get(META_KEY)
-
-
-def check_int8(path: Path, ckpt: Any, source: Any) -> Path:
-    """``path`` if it is an int8 graph of exactly ``ckpt`` (same weights, same description),
-    else one :class:`ModelError` line saying it is stale and how to remake it."""
-    info, described = _read_int8_meta(path)
+    info = int8_info(session)
+    described = session.get_modelmeta().custom_metadata_map.get(META_KEY)
     if info is None:
         raise ModelError(f"{path} is not an rt-tagger int8 graph (no {INT8_KEY} record); "
                          f"make one with: {quantize_hint(source)}")
@@ -101,22 +87,22 @@ def check_int8(path: Path, ckpt: Any, source: Any) -> Path:
         raise ModelError(f"int8 graph {path.name} describes another version of {ckpt.arch!r} "
                          f"(tags, thresholds or features differ); remake it with: "
                          f"{quantize_hint(source)}")
-    return path
 
 
-def find_int8(source: Any, cache: str | os.PathLike[str] | None = None) -> Path:
-    """The int8 graph of ``source`` (a model name, checkpoint path, checkpoint or model), checked
-    against the checkpoint; :class:`ModelError` (one line, with the command that makes one)
-    where there is none or it is stale."""
+def find_int8(source: Any, cache: str | os.PathLike[str] | None = None) -> tuple[Path, Any]:
+    """``(path, checkpoint description)``: where the int8 graph of ``source`` (a model name,
+    checkpoint path, checkpoint or model) is, beside the checkpoint or in the cache;
+    :class:`ModelError` (one line, with the command that makes one) where there is none. The
+    engine that opens it checks it against the checkpoint (:func:`check_int8`)."""
     from ..factory import describe_model
 
     ckpt = describe_model(source)
     for path in (beside_checkpoint(ckpt), int8_cache_path(ckpt, cache)):
         if path is not None and path.is_file():
-            return check_int8(path, ckpt, source)
+            return path, ckpt
     return _missing(source, ckpt)
 
 
-def _missing(source: Any, ckpt: Any) -> Path:
+def _missing(source: Any, ckpt: Any) -> tuple[Path, Any]:
     raise ModelError(f"no int8 graph for {ckpt.arch!r} (checkpoint {ckpt.sha256[:12]}...); "
                      f"make one with: {quantize_hint(source)}")
