@@ -197,3 +197,78 @@ def test_completed_rows_of_a_part_stopped_early(tmp_path):
     (part / "done.0").write_text("5")
     (part / "done.1").write_text("5")
     assert bc.completed_rows(tmp_path, "aug") == (10, 10) and bc.part_complete(tmp_path, "aug")
+
+
+def test_lift_targets_moves_only_a_missed_instrument_into_the_top_3():
+    bd = mod("body_distill")
+    p = np.array([[0.9, 0.5, 0.4, 0.2, 0.1],    # playing tag 3 is 4th: lifted
+                  [0.9, 0.5, 0.4, 0.2, 0.1],    # playing tag 2 is 3rd already: kept
+                  [0.9, 0.5, 0.4, 0.2, 0.1],    # nothing known: kept
+                  [0.9, 0.5, 0.4, 0.2, 0.1]])   # tags 3 and 4 play: the likelier one is lifted
+    present = np.zeros(p.shape, bool)
+    present[0, 3] = present[1, 2] = present[3, 3] = present[3, 4] = True
+    out, fix = bd.lift_targets(p, present, 1.5)
+    assert fix.tolist() == [True, False, False, True]
+    assert out[0, 3] == pytest.approx(0.6) and out[3, 3] == pytest.approx(0.6)
+    assert out[3, 4] == p[3, 4]  # only one tag per row moves
+    changed = out != p
+    assert changed.sum() == 2  # every other target is the teacher's
+    for r in (0, 3):
+        assert 3 in np.argsort(-out[r])[:3]
+    assert bd.instrument_top3(out, present) == 1.0 and bd.instrument_top3(p, present) == pytest.approx(1 / 3)
+    assert bd.instrument_top3(p, None) is None
+
+
+def test_known_instruments_come_from_the_corpus_manifest(tmp_path):
+    import csv
+    import json
+
+    bd = mod("body_distill")
+    corpus, prepared, cache = tmp_path / "corpus", tmp_path / "prepared", tmp_path / "cache"
+    for d in (corpus, prepared, cache / "train"):
+        d.mkdir(parents=True)
+    rows = [{"path": "r/harpsichord.wav", "kind": "midi_render", "tags": "classical;harpsichord;no vocals"},
+            {"path": "m/song.wav", "kind": "music", "tags": ""},
+            {"path": "s/sung.wav", "kind": "sung", "tags": "female;guitar;vocal"}]
+    with open(corpus / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["path", "source", "package", "license", "duration_s", "kind", "tags"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "source": "x", "package": "x", "license": "x", "duration_s": "30"})
+    (prepared / "prepared.json").write_text(json.dumps({"dataset": "corpus", "root": str(corpus)}))
+    (cache / "cache.json").write_text(json.dumps({"data": str(prepared)}))
+    (cache / "train" / "index.json").write_text(json.dumps(
+        {"rows": [[0, 0], [0, 187], [1, 0], [2, 0]],
+         "keys": {"0": rows[0]["path"], "1": rows[1]["path"], "2": rows[2]["path"]}}))
+    tags = ["guitar", "classical", "harpsichord", "female", "piano"]
+    k = bd.known_instruments(cache, "train", 4, tags)
+    assert k.tolist() == [[False, False, True, False, False], [False, False, True, False, False],
+                          [False] * 5, [True, False, False, False, False]]
+    assert bd.known_instruments(cache, "probes", 4, tags) is None
+
+
+def test_report_counts_a_miss_against_the_teachers_by_clip(monkeypatch, tmp_path):
+    rep, ts = mod("report"), mod("teachers")
+    tags = ["cello", "guitar", "piano", "slow", "harp"]
+    clips = [{"path": f"/x/{n}.wav", "instrument": i, "tags": [i]}
+             for n, i in (("cello-a", "cello"), ("harp-b", "harp"))]
+    # teacher: misses cello-a, hits harp-b; student: misses both, with other top-3 tags
+    probs = {"T": np.array([[0.1, 0.9, 0.8, 0.7, 0.0], [0.0, 0.9, 0.1, 0.1, 0.8]]),
+             "S": np.array([[0.0, 0.9, 0.7, 0.8, 0.0], [0.0, 0.9, 0.8, 0.7, 0.1]])}
+    monkeypatch.setattr(ts, "render_set", lambda work: clips)
+    monkeypatch.setattr(ts, "real_set", lambda work: clips)
+    monkeypatch.setattr(ts, "teacher_probs", lambda c, names, threads: ({names[0]: probs[names[0]]}, tags))
+
+    class Fake:  # stands in for the models: only their tags are read on this path
+        def __init__(self, name):
+            self.checkpoint = type("C", (), {"tags": tags})
+
+        def eval(self):
+            return self
+
+    monkeypatch.setattr(rep, "_model", Fake)
+    monkeypatch.setattr(rep, "Prepared", lambda data: type("P", (), {"splits": np.array([]), "keys": []})())
+    monkeypatch.setattr(rep, "read_manifest", lambda corpus: [])
+    res = rep.report("T", ["S"], tmp_path, tmp_path, tmp_path / "w", skip=("songs", "sung", "cli"))
+    miss = res["instruments"]["renders"]["S"]["misses_where_teacher_hits"]
+    assert [m.split(" -> ")[0] for m in miss] == ["harp:harp-b"]

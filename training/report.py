@@ -236,9 +236,10 @@ def report(teacher: str, students: list[str], data: str | os.PathLike, corpus: s
             for name in (teacher, *students):  # one at a time: their features may differ
                 probs, _ = teacher_sets.teacher_probs(clips, (name,), threads)
                 res[name] = teacher_sets.scores(clips, probs[name], tags)
-            t_miss = set(res[teacher]["misses"])
+            t_miss = {m.split(" -> ")[0] for m in res[teacher]["misses"]}  # the clip, not its tags
             for s in students:
-                res[s]["misses_where_teacher_hits"] = sorted(set(res[s]["misses"]) - t_miss)
+                res[s]["misses_where_teacher_hits"] = sorted(
+                    m for m in res[s]["misses"] if m.split(" -> ")[0] not in t_miss)
             result["instruments"][set_name] = {"clips": len(clips), **res}
     if "cli" not in skip:
         test_real_rows = [rows[prep.keys[i]] for i in real]
