@@ -10,7 +10,7 @@
 #         (needs root for apt-get, or the tools installed, and the training extra).
 # WORK:   prepared data, body cache, the run and the report go here.
 # On a 2-core CPU: corpus ~65 min (once), prepare ~1 min, body cache ~25 min (both cores),
-# training ~15 min, report ~30 min. Steps 0-2 resume after a stop; step 3 restarts.
+# training ~12 min, report ~50 min. Steps 0-2 resume after a stop; step 3 restarts.
 set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@"
