@@ -74,11 +74,13 @@ class Tagger:
     of ``config`` (``silence_db=`` is the older name of ``silence_gate``). ``model``: registry
     name (``"musicnn.mtat"``), checkpoint path or ``.onnx`` file; it overrides
     ``config.model`` (``None`` in both: :data:`DEFAULT_MODEL`). ``threshold=None`` uses the
-    per-tag thresholds stored in the checkpoint when there are any, else 0.5.
+    per-tag thresholds stored in the checkpoint when there are any, else 0.5. ``engine``: run
+    on this engine instead of creating one for the model (a Ray Serve deployment's, in
+    :mod:`rt_tagger.cluster`).
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None,
-                 config: StreamConfig | None = None, **settings) -> None:
+                 config: StreamConfig | None = None, *, engine=None, **settings) -> None:
         from .engines import create_engine
 
         cfg = (config or StreamConfig()).replace(**{_RENAMED.get(k, k): v for k, v in settings.items()})
@@ -86,9 +88,9 @@ class Tagger:
             cfg = cfg.replace(model=os.fspath(model))
         self.config = cfg
         self.model = cfg.model if cfg.model is not None else DEFAULT_MODEL
-        self.engine = create_engine(self.model, cfg.backend, threads=cfg.threads,
-                                    precision=cfg.precision,
-                                    max_batch=cfg.max_batch)
+        self.engine = engine if engine is not None else create_engine(
+            self.model, cfg.backend, threads=cfg.threads, precision=cfg.precision,
+            max_batch=cfg.max_batch)
         ck = self.engine.checkpoint
         self.checkpoint = ck
         self.tags = list(ck.tags)

@@ -63,12 +63,12 @@ class SourceActor:
 
         if specs is not None:
             self.specs = list(specs)
-        tagger = Tagger(None, self.config)
-        if self.serve_app is not None:
+        engine = None
+        if self.serve_app is not None:  # the deployment's engine: no model loaded here
             from .serve_engine import ServeEngine
 
-            local, tagger.engine = tagger.engine, ServeEngine.connect(self.serve_app, tagger.engine.checkpoint)
-            local.close()
+            engine = ServeEngine.connect(self.serve_app)
+        tagger = Tagger(None, self.config, engine=engine)
         mon = _ShardMonitor(tagger, self.specs, max_queue=self.max_queue, restart_delay=self.restart_delay,
                             monitoring=self.monitoring)
         mon.offsets = dict(offsets or {})

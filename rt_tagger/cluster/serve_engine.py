@@ -36,9 +36,12 @@ class TaggerModel:
         self.sizes: dict[int, int] = {}  # chunks per engine call -> calls
 
     def describe(self) -> dict:
+        """The engine as an actor's session needs it, its checkpoint description included (so an
+        actor need not load the model itself)."""
         e = self.engine
         return {"name": e.name, "selection_reason": e.selection_reason, "device": e.device,
-                "max_batch": e.max_batch, "precision": e.precision, "supports_attention": e.supports_attention}
+                "max_batch": e.max_batch, "precision": e.precision, "supports_attention": e.supports_attention,
+                "checkpoint": e.checkpoint.without_weights()}
 
     def batch_sizes(self) -> dict[int, int]:
         """Chunks per engine call -> number of calls (how well the batching works)."""
@@ -92,9 +95,10 @@ class ServeEngine(Engine):
         self._handle = handle
 
     @classmethod
-    def connect(cls, app: str, checkpoint) -> "ServeEngine":
+    def connect(cls, app: str) -> "ServeEngine":
         handle = serve.get_app_handle(app)
-        return cls(handle, checkpoint, handle.describe.remote().result())
+        info = handle.describe.remote().result()
+        return cls(handle, info["checkpoint"], info)
 
     def _run(self, x: np.ndarray, attention: bool):
         logits, attn = self._handle.infer.remote(x).result()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, ConfigError, ModelError
-from .base import Engine, cache_dir, run_session, slug
+from .base import Engine, cache_dir, int8_only_on_cpu, run_session, slug
 
 TRT_EP = "TensorrtExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
@@ -127,8 +127,6 @@ def choose_providers(device: str | None, precision: str, cache: Path | None) -> 
     index = _cuda_index(device)
     if precision == "int8":  # a CPU-only graph: quantized kernels of the CPU provider
         if device is not None and str(device) != "cpu":
-            from .base import int8_only_on_cpu
-
             raise BackendError(int8_only_on_cpu("onnxruntime", str(device)))
         return [CPU_EP]
     want_gpu = device is None or str(device).startswith("cuda")

@@ -100,9 +100,5 @@ def find_int8(source: Any, cache: str | os.PathLike[str] | None = None) -> tuple
     for path in (beside_checkpoint(ckpt), int8_cache_path(ckpt, cache)):
         if path is not None and path.is_file():
             return path, ckpt
-    return _missing(source, ckpt)
-
-
-def _missing(source: Any, ckpt: Any) -> tuple[Path, Any]:
     raise ModelError(f"no int8 graph for {ckpt.arch!r} (checkpoint {ckpt.sha256[:12]}...); "
                      f"make one with: {quantize_hint(source)}")

@@ -19,7 +19,7 @@ register_pretrained("musicnn_att.mtat", arch="musicnn_att", filename="musicnn_at
                     description="musicnn.mtat's body + attention back-end distilled from it; "
                                 "rt-tagger's default; MagnaTagATune top-50 tags")
 # Distilled from musicnn.mtat on ~18 h of real audio (rt_tagger/weights/README.md); the
-# default for create_model("spec_att", pretrained=True).
+# default for create_model("spec_att", pretrained=True) and rt-tagger's previous default.
 register_pretrained("spec_att.w256", arch="spec_att", filename="spec_att_w256.safetensors",
                     description="Spec_Att width 256 distilled from musicnn.mtat; rt-tagger's "
-                                "default; MagnaTagATune top-50 tags")
+                                "previous default; MagnaTagATune top-50 tags")
