@@ -1,8 +1,9 @@
 """The corpus builder (``python -m rt_tagger.training corpus``) offline: the reserved packages are
 refused by name, .deb extraction works on a package built here with ``dpkg-deb --build``, the
 manifest and summary are what the corpus loader reads, finished items are never redone and
-interrupted ones are, FluidSynth renders sound where they should, the singing follows its
-melody, and the timbre/room augmentations do what they say."""
+interrupted ones are, FluidSynth and TiMidity++ renders sound where they should, recorded drum
+kits are read and sequenced note for note, the singing follows its melody, and the timbre/room
+augmentations do what they say."""
 from __future__ import annotations
 
 import shutil
@@ -210,13 +211,98 @@ def test_fluidsynth_renders_a_tiny_score_in_its_band(tmp_path):
     mid, out = tmp_path / "t.mid", tmp_path / "t.wav"
     render.write_midi(mid, [((73,), notes)], seed=0)
     assert render.midi_tags(mid)[0] == {"flute"}
-    seconds = render.fluidsynth(mid, out, _soundfont(), max_sec=3)
+    seconds = render.synthesize(mid, out, _soundfont(), max_sec=3)
     y, sr = sf.read(out)
     assert sr == SR and 2.5 <= seconds <= 3.0 and np.max(np.abs(y)) > 0.5
     spec = np.abs(np.fft.rfft(y * np.hanning(y.size))) ** 2
     f = np.fft.rfftfreq(y.size, 1 / sr)
     assert abs(f[np.argmax(spec)] / 440 - 1) < 0.03
     assert spec[(f > 400) & (f < 1800)].sum() > 0.8 * spec[f > 60].sum()
+
+
+# ---------------------------------------------------------------- TiMidity++ and freepats
+def test_patch_programs_reads_bank_0_only(tmp_path):
+    from rt_tagger.training.corpus.gm import patch_programs
+
+    cfg = tmp_path / "p.cfg"
+    cfg.write_text("dir /x\n# a comment\ndrumset 0\n 35 Drum_000/035_Kick.pat amp=100\n"
+                   "bank 0\n 0 Tone_000/000_Piano.pat\n 40\tTone_000/040_Violin.pat  # v\n"
+                   "bank 1\n 41 Tone_001/041_Viola.pat\n")
+    assert patch_programs(cfg) == {0, 40}
+
+
+@pytest.mark.skipif(shutil.which("timidity") is None
+                    or not Path("/etc/timidity/freepats.cfg").is_file(),
+                    reason="timidity or freepats is not installed")
+def test_timidity_plays_freepats_violin_at_its_pitch(tmp_path):
+    pytest.importorskip("mido", reason="renders need mido (the training extra)")
+    from rt_tagger.training.corpus import render
+    from rt_tagger.training.corpus.gm import available_soundfonts, patch_programs
+
+    cfg = available_soundfonts()["freepats"]
+    assert {0, 40, 42, 46, 73, 104} <= patch_programs(cfg)  # piano, violin, cello, harp, ...
+    notes = [(0.6 * i, 0.55, 69, 100) for i in range(5)]  # A4 = 440 Hz, violin (program 40)
+    mid, out = tmp_path / "v.mid", tmp_path / "v.wav"
+    render.write_midi(mid, [((40,), notes)], seed=0)
+    seconds = render.synthesize(mid, out, cfg, max_sec=3)
+    y, sr = sf.read(out)
+    assert sr == SR and 2.5 <= seconds <= 3.0 and np.max(np.abs(y)) > 0.5
+    spec = np.abs(np.fft.rfft(y * np.hanning(y.size))) ** 2
+    f = np.fft.rfftfreq(y.size, 1 / sr)
+    low = spec[(f > 60) & (f < 2000)]
+    assert abs(f[(f > 60) & (f < 2000)][np.argmax(low)] / 440 - 1) < 0.03
+
+
+# ---------------------------------------------------------------- recorded drum kits
+def _kit(tmp_path) -> Path:
+    """A Hydrogen-style kit: drumkit.xml names the instruments; each sample is one click of
+    its own length (so a hit's sample can be told from the mix), files named unhelpfully."""
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    xml = ['<?xml version="1.0"?><drumkit_info xmlns="http://www.hydrogen-music.org/drumkit">'
+           '<name>t</name><instrumentList>']
+    for k, (name, n) in enumerate((("Kick", 2), ("Snare Rock", 1), ("Hi Hat Closed", 1),
+                                   ("Floor Tom", 1), ("Snare Roll", 1))):
+        files = []
+        for j in range(n):
+            y = np.zeros(400 + 100 * k + 10 * j)
+            y[0] = 0.5
+            fn = f"S{k}_{j}.flac"
+            sf.write(kit / fn, y, 44100)
+            files.append(f"<layer><filename>{fn}</filename></layer>")
+        xml.append(f"<instrument><id>{k}</id><name>{name}</name>{''.join(files)}</instrument>")
+    (kit / "drumkit.xml").write_text("".join(xml) + "</instrumentList></drumkit_info>")
+    return kit
+
+
+def test_kit_roles_come_from_instrument_names_with_fallbacks(tmp_path):
+    from rt_tagger.training.corpus import kits
+
+    kit = _kit(tmp_path)
+    got = {n: sorted(Path(f).name for f in fs) for n, fs in kits.kit_samples(str(kit)).items()}
+    assert got[36] == ["S0_0.flac", "S0_1.flac"]
+    assert got[38] == ["S1_0.flac"]  # "Snare Roll" is not a snare hit
+    assert got[42] == ["S2_0.flac"] and got[44] == got[46] == got[42]  # hats fall back
+    assert got[41] == ["S3_0.flac"] and got[48] == got[41]  # toms fall back to the floor tom
+    assert got[51] == got[42] and got[37] == got[38]  # ride -> hat, rim -> snare
+    assert 56 not in got and 60 not in got  # no cowbell, no hand drums
+    assert kits.find_kits(tmp_path) == [kit]
+    assert kits.find_kits(tmp_path / "none") == []
+
+
+def test_kit_loop_puts_each_hit_at_its_time_and_leaves_out_what_the_kit_lacks(tmp_path):
+    from rt_tagger.training.corpus import kits
+
+    kit = _kit(tmp_path)
+    notes = [(0.25, 0.1, 36, 127), (0.75, 0.1, 38, 64), (1.0, 0.1, 56, 127), (1.5, 0.1, 42, 127)]
+    y, played = kits.render_kit_loop(kit, notes, 2.0, seed=1)
+    assert y.size == 2 * SR and played == [36, 38, 42]
+    onsets = np.flatnonzero(np.abs(y) > 0.05)
+    starts = onsets[np.insert(np.diff(onsets) > 50, 0, True)]
+    assert list(starts) == pytest.approx([0.25 * SR, 0.75 * SR, 1.5 * SR], abs=3)
+    peak = lambda t: np.max(np.abs(y[int(t * SR) - 5:int(t * SR) + 20]))  # noqa: E731
+    assert peak(0.75) < 0.6 * peak(0.25)  # velocity 64 is quieter than 127 (+-1.5 dB spread)
+    assert np.max(np.abs(y)) == pytest.approx(1.0)
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")

@@ -116,16 +116,19 @@ def _parser() -> argparse.ArgumentParser:
                     help="a JSON file whose object is merged into the stored provenance")
 
     co = sub.add_parser("corpus", help="build (or resume) the distillation corpus from Debian "
-                                       "packages, FluidSynth renders, singing and speech")
+                                       "packages, FluidSynth and TiMidity++ renders, recorded "
+                                       "drum kits, singing and speech")
     co.add_argument("dest", help="corpus folder (manifest.csv, summary.txt, licenses/, wav)")
     co.add_argument("--jobs", type=int, default=1, help="parallel work items")
     co.add_argument("--max-track-sec", type=float, default=160,
                     help="keep the first S seconds of each real track (0: whole tracks)")
     co.add_argument("--midi-n", type=int, default=1800, help="score renders (30 s each)")
     co.add_argument("--sung-n", type=int, default=150, help="sung clips (30 s each)")
+    co.add_argument("--sampled-n", type=int, default=120,
+                    help="scores played by freepats' sampled instruments (a solo and a duo each)")
     co.add_argument("--only", nargs="+", default=None, metavar="SOURCE",
                     help="only these sources (keys or Debian packages) and/or stages: music "
-                         "game_midi renders drum_loops sung speech")
+                         "game_midi renders drum_loops sung speech sampled")
     co.add_argument("--packages", nargs="+", default=(), metavar="PKG",
                     help="more Debian packages to take music from (reserved ones are refused)")
     co.add_argument("--skip-apt", action="store_true",
@@ -256,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             from .corpus.build import build_corpus
 
             path = build_corpus(args.dest, jobs_n=args.jobs, max_track_sec=args.max_track_sec,
-                                midi_n=args.midi_n, sung_n=args.sung_n, only=args.only,
+                                midi_n=args.midi_n, sung_n=args.sung_n, sampled_n=args.sampled_n,
+                                only=args.only,
                                 extra_packages=args.packages, skip_apt=args.skip_apt,
                                 cache=args.cache,
                                 log=lambda *a: print(*a, flush=True))

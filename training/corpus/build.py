@@ -2,7 +2,9 @@
 
 Stages (each a list of work items, resumable, see :mod:`.manifest`): real music from Debian
 packages, game MIDI and public-domain scores rendered by FluidSynth with several soundfonts
-and instrumentations, drum loops, synthetic singing, speech. Writes ``DEST/manifest.csv``,
+and instrumentations, drum loops, synthetic singing, speech, and recorded instruments
+("sampled": scores played by TiMidity++ from freepats' sampled instruments, drum loops from
+Hydrogen's recorded kits). Writes ``DEST/manifest.csv``,
 ``DEST/summary.txt`` and ``DEST/licenses/``. Reserved packages (``sources.RESERVED``) are
 refused by name before anything is downloaded.
 """
@@ -29,7 +31,15 @@ __all__ = ["Item", "build_corpus", "run_items"]
 
 TOOLS = ("sox", "libsox-fmt-all", "ffmpeg", "fluidsynth", "fluid-soundfont-gm",
          "musescore-general-soundfont-small", "timgm6mb-soundfont", "csound-soundfont",
-         "espeak-ng", "festival", "festvox-kallpc16k", "festvox-us-slt-hts")
+         "espeak-ng", "festival", "festvox-kallpc16k", "festvox-us-slt-hts", "timidity",
+         "freepats", "hydrogen-drumkits")
+#: Written to ``DEST/.built`` once every stage ran; the recipes rebuild a corpus that lacks it
+#: (so a corpus built before a stage was added gets it).
+CORPUS_VERSION = "rt-tagger corpus 2 (stages: music, game_midi, renders, drum_loops, sung, " \
+                 "speech, sampled)"
+#: Hydrogen kits that are electronic or sound effects, left out of the recorded drum loops
+SYNTH_KITS = ("ElectricEmpireKit", "HardElectro1", "Audiophob", "Gimme A Hand 1.0",
+              "circAfrique v4")
 CLASSICAL = {"bach", "palestrina", "monteverdi", "trecento", "beethoven", "mozart", "haydn",
              "josquin", "schumann_robert", "schumann_clara", "handel", "corelli", "chopin",
              "cpebach", "schubert", "verdi", "weber", "luca", "lusitano", "ciconia", "beach"}
@@ -220,6 +230,52 @@ def _drum_items(dest, sfs) -> list[Item]:
     return items
 
 
+def _sampled_items(dest, n_scores, sfs, lic, log) -> list[Item]:
+    """Recorded instruments: ``n_scores`` scores, each as a solo and a duo played by freepats'
+    sampled instruments through TiMidity++ (only instrumentations freepats has every program
+    of), and each pattern of :data:`.gm.DRUM_STYLES` played from each recorded Hydrogen kit."""
+    from .gm import DRUM_STYLES, patch_programs
+    from .kits import HYDROGEN_KITS, find_kits
+
+    items = []
+    if "freepats" in sfs:
+        have = patch_programs(sfs["freepats"])
+        ok = [e for e in ENSEMBLES if all(p in have for part in (e.top, e.inner, e.bottom)
+                                          if part for p in part)]
+        solos = [e.name for e in ok if e.texture == "solo"]
+        duos = [e.name for e in ok if e.texture in ("duo", "ensemble")]
+        mono_ok = [m for m in MELODY_ONLY if m in solos]
+        for i, (path, rel) in enumerate(_scores(n_scores, seed=4321)):
+            comp = rel.split("/")[0]
+            mono = comp in ("ryansMammoth", "oneills1850", "essenFolksong", "airdsAirs")
+            names = ([mono_ok[(2 * i + k) % len(mono_ok)] for k in range(2)] if mono else
+                     [solos[i % len(solos)], duos[i % len(duos)]])
+            items.append(Item(f"sampled/score/{i:04d}", jobs.score_renders,
+                              (str(dest), 5000 + i, path, rel, [(n, "freepats") for n in names],
+                               30, comp in CLASSICAL)))
+    else:
+        log("freepats is not installed: no sampled-instrument renders (apt-get install "
+            "timidity freepats)")
+    kits = [k for k in find_kits() if k.name not in SYNTH_KITS]
+    if not kits:
+        log(f"no recorded drum kit in {HYDROGEN_KITS}: no kit loops (apt-get install "
+            "hydrogen-drumkits)")
+        return items
+    license = lic.add("hydrogen-drumkits",
+                      Path("/usr/share/doc/hydrogen-drumkits/copyright")) or "see licenses/"
+    tempi = {"dnb": (165, 174), "swing": (100, 160), "halftime": (70, 90)}
+    styles = [s for s in DRUM_STYLES if s not in ("tabla_like", "latin")]  # no hand drums
+    i = 0
+    for kit in kits:
+        for style in styles:
+            choices = tempi.get(style, (80, 96, 110, 124, 140))
+            bpm = choices[i % len(choices)]
+            items.append(Item(f"sampled/kit/{i:03d}", jobs.kit_loop,
+                              (str(dest), i, str(kit), style, bpm, 30.0, license)))
+            i += 1
+    return items
+
+
 def _sung_items(dest, n, sfs) -> list[Item]:
     from .sing import VOICES
 
@@ -296,7 +352,8 @@ def _music21_note(folder: Path) -> None:
 
 
 def build_corpus(dest: str | Path, *, jobs_n: int = 1, max_track_sec: float = 160,
-                 midi_n: int = 1800, sung_n: int = 150, only: list[str] | None = None,
+                 midi_n: int = 1800, sung_n: int = 150, sampled_n: int = 120,
+                 only: list[str] | None = None,
                  extra_packages: list[str] = (), skip_apt: bool = False,
                  cache: str | Path | None = None, log=print) -> Path:
     """Build (or resume) the corpus in ``dest``; returns the manifest's path."""
@@ -308,7 +365,7 @@ def build_corpus(dest: str | Path, *, jobs_n: int = 1, max_track_sec: float = 16
     if not skip_apt:
         _install_tools(log)
     lic = _Licenses(dest)
-    stages = {"music", "renders", "game_midi", "drum_loops", "sung", "speech"}
+    stages = {"music", "renders", "game_midi", "drum_loops", "sung", "speech", "sampled"}
     names = [o for o in only or () if o not in stages]  # sources (keys or package names)
     wanted = (set(only) & stages) | ({"music"} if names else set()) if only else stages
     sources = select(names or None, extra_packages) if "music" in wanted else []
@@ -341,12 +398,13 @@ def build_corpus(dest: str | Path, *, jobs_n: int = 1, max_track_sec: float = 16
     else:
         log("no General MIDI soundfont installed: no renders (apt-get install fluid-soundfont-gm)")
     stage("speech", lambda: _speech_items(dest, cache, lic, log))
+    stage("sampled", lambda: _sampled_items(dest, sampled_n, available_soundfonts(), lic, log))
     _music21_note(lic.dir)
     rows, failed = done_rows(dest)
     path = write_manifest(dest, rows)
     write_summary(dest, rows, failed, time.time() - t0)
     if not only and not extra_packages:
-        (dest / ".built").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))  # every stage ran
+        (dest / ".built").write_text(CORPUS_VERSION + "\n" + time.strftime("%Y-%m-%d %H:%M:%S\n"))
     log((dest / "summary.txt").read_text())
     return path
 

@@ -1,12 +1,13 @@
-"""General MIDI knowledge for the renders: which MTAT tags a program is, the soundfonts Debian
-ships, the instrumentations (solo, duo, ensemble) a score is rendered with, drum patterns."""
+"""General MIDI knowledge for the renders: which MTAT tags a program is, the soundfonts and
+patch sets Debian ships, the instrumentations (solo, duo, ensemble) a score is rendered with,
+drum patterns."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["DRUM_STYLES", "ENSEMBLES", "SOUNDFONTS", "Ensemble", "available_soundfonts",
-           "program_tags"]
+           "patch_programs", "program_tags"]
 
 #: name -> (candidate paths, Debian package, licence of the soundfont)
 SOUNDFONTS = {
@@ -16,6 +17,8 @@ SOUNDFONTS = {
                   "musescore-general-soundfont-small", "MIT"),
     "timgm6mb": (("/usr/share/sounds/sf2/TimGM6mb.sf2",), "timgm6mb-soundfont", "GPL-2"),
     "csound": (("/usr/share/sounds/sf2/sf_GMbank.sf2",), "csound-soundfont", "public-domain"),
+    # GUS patches sampled from recorded instruments, played by TiMidity++ (render.synthesize)
+    "freepats": (("/etc/timidity/freepats.cfg",), "freepats", "GPL-2+ with a composition exception"),
 }
 
 
@@ -27,6 +30,22 @@ def available_soundfonts() -> dict[str, Path]:
                 out[name] = Path(p)
                 break
     return out
+
+
+def patch_programs(cfg: str | Path) -> set[int]:
+    """The melodic General MIDI programs (0-based) a TiMidity++ configuration's ``bank 0``
+    lists. TiMidity++ also reads its default configuration, whose instruments fill the
+    programs a patch set lacks, so a render meant to be the patch set's own uses only these."""
+    programs, bank = set(), False
+    for line in Path(cfg).read_text(errors="replace").splitlines():
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if words[0] in ("bank", "drumset"):
+            bank = words[0] == "bank" and words[1:2] == ["0"]
+        elif bank and words[0].isdigit() and len(words) > 1:
+            programs.add(int(words[0]))
+    return programs
 
 
 def program_tags(program: int, drums: bool = False) -> set[str]:

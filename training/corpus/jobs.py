@@ -88,7 +88,8 @@ def score_renders(dest: str, idx: int, score: str, rel_score: str, configs: list
         rel = f"midi_render/music21/{base}_{ens_name}_{sf_name}.wav"
         seconds, tags, used = render_score(score, ens, _sf(sf_name), dest / rel, max_sec,
                                            seed=idx * 31 + j)
-        rows.append(dict(path=rel, source="music21+fluidsynth", kind="midi_render",
+        synth = "timidity" if SOUNDFONTS[sf_name][0][0].endswith(".cfg") else "fluidsynth"
+        rows.append(dict(path=rel, source=f"music21+{synth}", kind="midi_render",
                          package=f"music21 corpus + {SOUNDFONTS[sf_name][1]}",
                          license=f"{SCORE_LICENSE}; {_sf_desc(sf_name)}",
                          duration_s=f"{seconds:.2f}", orig_duration_s="",
@@ -117,14 +118,14 @@ def game_midi(dest: str, src: str, package: str, license: str, sf_name: str,
 
 
 def drum_loop(dest: str, i: int, style: str, bpm: int, sf_name: str, seconds: float) -> list[dict]:
-    from .render import drum_notes, fluidsynth, write_midi
+    from .render import drum_notes, synthesize, write_midi
 
     dest = Path(dest)
     rel = f"midi_render/drum_loops/drums_{i:03d}_{style}_{bpm}bpm_{sf_name}.wav"
     with tempfile.TemporaryDirectory() as td:
         mid = Path(td) / "d.mid"
         write_midi(mid, [], drum_notes(style, bpm, seconds, seed=i), seed=i)
-        got = fluidsynth(mid, dest / rel, _sf(sf_name), seconds)
+        got = synthesize(mid, dest / rel, _sf(sf_name), seconds)
     tags = ["drums", "beat", "beats", "no vocals"] + (["fast"] if bpm >= 150 else []) \
         + (["slow"] if bpm <= 75 else [])
     return [dict(path=rel, source="drum_loop+fluidsynth", kind="drum_loop",
@@ -134,12 +135,44 @@ def drum_loop(dest: str, i: int, style: str, bpm: int, sf_name: str, seconds: fl
                  style=f"GM drum pattern '{style}' at {bpm} bpm, drums only", meta="")]
 
 
+def kit_loop(dest: str, i: int, kit: str, style: str, bpm: int, seconds: float,
+             license: str) -> list[dict]:
+    """A drum loop of a :data:`.gm.DRUM_STYLES` pattern played from a recorded kit's samples
+    (:mod:`.kits`), in a random room half of the time."""
+    from ..augment import reverb
+    from .kits import render_kit_loop
+    from .render import drum_notes
+
+    dest = Path(dest)
+    rng = random.Random(i)
+    y, played = render_kit_loop(kit, drum_notes(style, bpm, seconds, seed=i), seconds, seed=i)
+    if not played or float(np.max(np.abs(y))) < 1e-4:
+        return []
+    room = ""
+    if rng.random() < 0.5:
+        rt60 = rng.uniform(0.2, 1.2)
+        y = reverb(y, SR, rt60=rt60, wet=rng.uniform(0.1, 0.3),
+                   rng=np.random.default_rng(i))[: y.size]
+        room = f", room rt60 {rt60:.1f} s"
+    name = Path(kit).name
+    rel = f"sampled/drum_kits/kit_{i:03d}_{safe_name(name)}_{style}_{bpm}bpm.wav"
+    got = write_wav(dest / rel, y)
+    tags = ["drums", "beat", "beats", "no vocals"] + (["fast"] if bpm >= 150 else []) \
+        + (["slow"] if bpm <= 75 else [])
+    return [dict(path=rel, source="drum_kit+hydrogen", kind="drum_loop",
+                 package=f"generated pattern + hydrogen-drumkits ({name})",
+                 license=f"generated; kit {name}: {license}", duration_s=f"{got:.2f}",
+                 orig_duration_s="", tags=";".join(tags), weak_tags="",
+                 style=f"GM drum pattern '{style}' at {bpm} bpm played from the recorded kit "
+                       f"{name} (GM notes {played}){room}", meta=name)]
+
+
 def sung(dest: str, i: int, score: str, rel_score: str, voice: str, gender: str,
          backing: str | None, sf_name: str, seconds: float) -> list[dict]:
     """A melody sung by a WORLD-resynthesised espeak-ng voice, over the score's other parts
     played by ``backing`` (an ensemble name; None: a cappella)."""
     from ..augment import reverb
-    from .render import fluidsynth, midi_tags, score_parts, write_midi
+    from .render import midi_tags, score_parts, synthesize, write_midi
     from .sing import lyrics_of, sing_melody
 
     dest = Path(dest)
@@ -169,7 +202,7 @@ def sung(dest: str, i: int, score: str, rel_score: str, voice: str, gender: str,
             drums = drum_notes(ens.drums, bpm, seconds, seed=i) if ens.drums else None
             write_midi(mid, tracks, drums, seed=i)
             btags, _ = midi_tags(mid)
-            fluidsynth(mid, wav, _sf(sf_name), seconds)
+            synthesize(mid, wav, _sf(sf_name), seconds)
             back, _ = sf.read(wav, dtype="float64")
         n = min(back.size, voc.size)
         rms = lambda x: float(np.sqrt(np.mean(x ** 2))) + 1e-9  # noqa: E731

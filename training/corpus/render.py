@@ -1,4 +1,4 @@
-"""FluidSynth renders with known instruments: public-domain scores (the music21 corpus) played
+"""FluidSynth and TiMidity++ renders with known instruments: public-domain scores (the music21 corpus) played
 by chosen General MIDI instrumentations, generated drum loops, and game MIDI files with their
 own programs. The ground-truth tags of a render come from the notes that actually sound."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .decode import SR, write_wav
 from .gm import DRUM_STYLES, VOICE_PROGRAMS, Ensemble, program_tags
 from .sources import CorpusError
 
-__all__ = ["Note", "drum_notes", "fluidsynth", "midi_tags", "score_parts", "write_midi"]
+__all__ = ["Note", "drum_notes", "midi_tags", "score_parts", "synthesize", "write_midi"]
 
 Note = tuple  # (start_s, dur_s, pitch, velocity)
 
@@ -158,19 +158,30 @@ def midi_tags(path: Path, min_frac: float = 0.05) -> tuple[set[str], list]:
     return tags, used
 
 
-def fluidsynth(midi: Path, out: Path, soundfont: Path, max_sec: float = 0,
+def _synth_command(midi: Path, raw: Path, font: Path, gain: float) -> list[str]:
+    """The command that renders ``midi`` to ``raw`` (wav at :data:`SR`): FluidSynth for an
+    sf2/sf3 soundfont, TiMidity++ for a GUS patch set's configuration file (``.cfg``)."""
+    if font.suffix == ".cfg":
+        return ["timidity", "-c", str(font), "-Ow", "--output-mono", "-s", str(SR),
+                "-A", str(round(200 * gain)), "-o", str(raw), str(midi)]
+    # sf3 (Ogg-compressed) fonts take ~10 s to decode whole: load only the samples used
+    lazy = ["-o", "synth.dynamic-sample-loading=1"] if font.suffix == ".sf3" else []
+    return ["fluidsynth", "-ni", "-q", *lazy, "-g", str(gain), "-r", str(SR), "-F", str(raw),
+            "-T", "wav", str(font), str(midi)]
+
+
+def synthesize(midi: Path, out: Path, soundfont: Path, max_sec: float = 0,
                gain: float = 0.6) -> float:
-    """Render ``midi`` with ``soundfont`` to a 16 kHz mono wav peak-normalised to -1 dBFS, cut
-    (with a 0.5 s fade) to ``max_sec``; returns its seconds. Silence is an error."""
+    """Render ``midi`` with ``soundfont`` (an sf2/sf3 file: FluidSynth; a TiMidity++ ``.cfg``
+    of GUS patches such as freepats: TiMidity++) to a 16 kHz mono wav peak-normalised to
+    -1 dBFS, cut (with a 0.5 s fade) to ``max_sec``; returns its seconds. Silence is an error."""
+    soundfont = Path(soundfont)
     with tempfile.TemporaryDirectory() as td:
         raw = Path(td) / "st.wav"
-        # sf3 (Ogg-compressed) fonts take ~10 s to decode whole: load only the samples used
-        lazy = ["-o", "synth.dynamic-sample-loading=1"] if str(soundfont).endswith(".sf3") else []
-        r = subprocess.run(["fluidsynth", "-ni", "-q", *lazy, "-g", str(gain), "-r", str(SR),
-                            "-F", str(raw), "-T", "wav", str(soundfont), str(midi)],
-                           capture_output=True, text=True)
+        cmd = _synth_command(midi, raw, soundfont, gain)
+        r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode or not raw.is_file():
-            raise CorpusError(f"fluidsynth failed on {midi}: {r.stderr.strip()[-200:]}")
+            raise CorpusError(f"{cmd[0]} failed on {midi}: {r.stderr.strip()[-200:]}")
         y, sr = sf.read(raw, dtype="float32", always_2d=True)
     y = y.mean(axis=1)
     if max_sec:
@@ -179,7 +190,7 @@ def fluidsynth(midi: Path, out: Path, soundfont: Path, max_sec: float = 0,
         y[y.size - fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
     peak = float(np.max(np.abs(y))) if y.size else 0.0
     if peak < 1e-4:
-        raise CorpusError(f"fluidsynth rendered silence from {midi}")
+        raise CorpusError(f"{cmd[0]} rendered silence from {midi}")
     return write_wav(out, y)
 
 
@@ -203,7 +214,7 @@ def render_score(path: str, ens: Ensemble, soundfont: Path, out: Path, max_sec: 
         mid = Path(td) / "r.mid"
         write_midi(mid, tracks, drums, seed)
         tags, used = midi_tags(mid)
-        seconds = fluidsynth(mid, out, soundfont, max_sec)
+        seconds = synthesize(mid, out, soundfont, max_sec)
     if ens.classical:
         tags.add("classical")
     if not any(p in VOICE_PROGRAMS for progs, _ in tracks for p in progs):
@@ -215,6 +226,6 @@ def render_midi_file(src: Path, soundfont: Path, out: Path,
                      max_sec: float) -> tuple[float, set[str], list]:
     """Render a game's MIDI file with its own programs (cut at ``max_sec``)."""
     tags, used = midi_tags(src)
-    seconds = fluidsynth(src, out, soundfont, max_sec)
+    seconds = synthesize(src, out, soundfont, max_sec)
     return seconds, tags, used
 

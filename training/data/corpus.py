@@ -30,8 +30,8 @@ HELD_OUT = {
     "valid": ("hedgewars", "singularity", "marsshooter", "xmoto", "asterisk_it"),
 }
 RENDER_KINDS = ("midi_render",)
-_SCORE_SOURCES = ("music21+fluidsynth", "sung_world")  # split by score: a piece's renders and
-# its sung version stay together
+# split by score: a piece's renders and its sung version stay together
+_SCORE_SOURCES = ("music21+fluidsynth", "music21+timidity", "sung_world")
 
 
 def read_manifest(root: str | Path) -> list[dict[str, str]]:

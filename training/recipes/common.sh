@@ -8,8 +8,11 @@ PY=${PYTHON:-python}
 T="$PY -m rt_tagger.training"
 mkdir -p "$WORK"
 
-# The corpus: Debian soundtracks, FluidSynth renders, singing, speech (resumable); skipped once
-# it is complete.
+# The corpus: Debian soundtracks, FluidSynth and TiMidity++ renders, recorded drum kits,
+# singing, speech (resumable); skipped once it is complete in this version (the first line of
+# CORPUS/.built; a corpus built before a stage was added gets that stage).
 build_corpus() {
-    [ -f "$CORPUS/.built" ] || $T corpus "$CORPUS" --jobs 2
+    local want
+    want=$($PY -c "from rt_tagger.training.corpus.build import CORPUS_VERSION as v; print(v)")
+    [ "$(head -n 1 "$CORPUS/.built" 2>/dev/null)" = "$want" ] || $T corpus "$CORPUS" --jobs 2
 }

@@ -9,8 +9,8 @@
 #         it with `python -m rt_tagger.training corpus CORPUS` unless it is complete already
 #         (needs root for apt-get, or the tools installed, and the training extra).
 # WORK:   prepared data, body cache, the run and the report go here.
-# On a 2-core CPU: corpus ~65 min (once), prepare ~1 min, body cache ~25 min (both cores),
-# training ~12 min, report ~50 min. Steps 0-2 resume after a stop; step 3 restarts.
+# On a 2-core CPU: corpus ~70 min (once), prepare ~1 min, body cache ~25 min (both cores),
+# training ~12 min, report ~35 min. Steps 0-2 resume after a stop; step 3 restarts.
 set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@"
@@ -40,7 +40,7 @@ $T distill-body --cache "$WORK/bcache" --out "$WORK/run_b" "${arch[@]}" \
 $T distill-body --cache "$WORK/bcache" --out "$WORK/run" "${arch[@]}" \
     --steps 1500 --lr 7e-4 --warmup 50 --eval-every 250 --init "$WORK/run_b/best.pt" --truth 3
 
-# 4. the report card against the teacher (and the previous default) on held-out sources
-$T report --teacher musicnn.mtat --model "$WORK/run/model.safetensors" spec_att.w256 \
+# 4. the report card against the teacher on held-out sources
+$T report --teacher musicnn.mtat --model "$WORK/run/model.safetensors" \
     --data "$WORK/prepared" --corpus "$CORPUS" --work "$WORK/report" \
     --json "$WORK/report.json" --markdown "$WORK/report.md"
