@@ -234,5 +234,28 @@ def main(argv: list[str] | None = None) -> int:
         shutdown.restore()
 
 
+def run() -> None:
+    """The ``rt-tagger`` command: :func:`main`, then a short exit.
+
+    Once ``main`` has returned, all that is left is atexit handlers, which run, and Python's
+    teardown of the run's modules and onnxruntime sessions, which costs 40-70 ms of a 30 s
+    file's ~0.9 s cold start and changes nothing outside the process (every sink closed its
+    file in ``main``). So the streams are flushed and the process ends with ``os._exit``.
+    If a thread is somehow still alive, the normal exit waits for it instead."""
+    import atexit
+    import threading
+
+    code = main()
+    if threading.active_count() > 1:
+        sys.exit(code)
+    atexit._run_exitfuncs()  # logging.shutdown and whatever else was registered
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away, or a closed stream
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -116,6 +116,23 @@ def test_ctrl_c_stops_cleanly_and_flushes(tmp_path):
     assert msgs[-1]["type"] == "summary" and msgs[-1]["duration"] < 11.0  # stopped early
 
 
+def test_the_command_ends_with_atexit_handlers_run_and_its_output_whole():
+    """rt_tagger.cli.run (the console script) ends the process with os._exit after main: the
+    atexit handlers still run, piped stdout is whole, and the status is main's."""
+    code = ("import atexit, sys; atexit.register(lambda: print('atexit ran')); "
+            "from rt_tagger.cli import run; sys.argv = ['rt-tagger', *sys.argv[1:]]; run()")
+    p = subprocess.run([sys.executable, "-c", code, FILE, "--jsonl", "-", "-q"],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr
+    *jsonl, last = p.stdout.splitlines()
+    assert last == "atexit ran"
+    msgs = read_jsonl("\n".join(jsonl))
+    assert msgs[-1]["type"] == "summary" and sum(m["type"] == "update" for m in msgs) >= 10
+    p = subprocess.run([sys.executable, "-c", code, "/no/such/file.wav"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and p.stderr.startswith("rt-tagger: ") and "atexit ran" in p.stdout
+
+
 def test_models_and_help_are_quick():
     p = run("models")
     assert p.returncode == 0

@@ -24,7 +24,7 @@ from rt_tagger.factory import DEFAULT_MODEL, describe_model
 CLIP = DATA / "render_drums_70bpm_12s.flac"
 CLIP2 = DATA / "render_piano_monteverdi_12s.flac"
 
-# Runs rt_tagger.cli.main(argv) with torch unimportable; exits with its status.
+# Runs the rt-tagger command (rt_tagger.cli.run) with torch unimportable; exits with its status.
 NO_TORCH = """
 import atexit, sys
 class NoTorch:
@@ -33,8 +33,8 @@ class NoTorch:
             raise ImportError(f"No module named {name!r} (hidden by the test)")
 sys.meta_path.insert(0, NoTorch())
 atexit.register(lambda: sys.stderr.write("torch imported\\n") if "torch" in sys.modules else None)
-from rt_tagger.cli import main
-sys.exit(main(sys.argv[1:]))
+from rt_tagger.cli import run
+run()
 """
 
 #: Fields that differ between two runs of the same input (clock, timing).
@@ -145,3 +145,14 @@ def test_uncached_model_without_torch_is_one_line(tmp_path):
     assert res.returncode == 2 and len(lines) == 1, res.stderr
     assert lines[0].startswith("rt-tagger: ") and "not in the ONNX cache" in lines[0]
     assert "exporting it needs PyTorch" in lines[0]
+
+
+def test_the_cache_key_reads_versions_as_importlib_metadata_does():
+    """The ONNX cache key's versions come from metadata folder names (no metadata scan)."""
+    from importlib.metadata import version
+
+    from rt_tagger.engines.ort_engine import _dist_version
+
+    for dist in ("numpy", "onnxruntime", "onnx", "typing-extensions", "typing_extensions"):
+        assert _dist_version(dist) == version(dist)
+    assert _dist_version("no-such-distribution-here") == "none"
