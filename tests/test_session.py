@@ -67,6 +67,25 @@ def test_two_sources_one_engine_each_in_order(tagger, tmp_path):
     assert len(session.scheduler.threads) == 1  # one worker for both (config.workers)
 
 
+def test_the_end_is_said_at_once_after_the_last_summary(tagger):
+    """Once every source's summary has been polled, the next poll ends the session at once,
+    not after its timeout (which a file run used to spend idle at its end)."""
+    import time
+
+    session = tagger.session()
+    session.add(open_source(DATA / MUSIC_CLIPS[0], name="a"))
+    with session:
+        session.start()
+        while True:
+            msg = session.poll(timeout=0.5)
+            if msg is not None and msg.type == "summary":
+                break
+        t = time.perf_counter()
+        with pytest.raises(StopIteration):
+            session.poll(timeout=30)
+        assert time.perf_counter() - t < 5  # not the 30 s timeout
+
+
 def test_messages_are_typed_frozen_and_their_own_json():
     u = Update("main", 1.23456, 3, 0.5, {"a": 0.25}, [["a", 0.25]], False, level_db=-20.0)
     assert json.loads(json.dumps(u)) == u.to_json() == dict(u)

@@ -167,6 +167,11 @@ class Session:
         """The next message of any source, or ``None`` if none came within ``timeout``.
         Raises ``StopIteration`` once every source has ended, and a failure (see the class)."""
         while True:
+            # Every source has ended and nothing waits: say so now, not after ``timeout`` (a
+            # file run would idle that long after its summary, ~5 % of a 30 s file's cold start).
+            # A source that ended in error is closed only by its failure, which comes last.
+            if set(self.streams) <= self._closed and self._out.empty():
+                raise StopIteration
             try:
                 item = self._out.get(timeout=timeout) if timeout > 0 else self._out.get_nowait()
             except queue.Empty:
