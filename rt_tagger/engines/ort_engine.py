@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,84 @@ def session_metadata(session: Any, where: Path) -> tuple[Any, dict[str, Any]]:
     return checkpoint_from_metadata(props.get(META_KEY), str(where), where), info
 
 
+class _Metadata:
+    """What :func:`session_metadata` and the int8 checks read of a session, for a graph whose
+    session is not open: ``get_modelmeta().custom_metadata_map``."""
+
+    def __init__(self, props: dict[str, str]) -> None:
+        self.custom_metadata_map = props
+
+    def get_modelmeta(self) -> "_Metadata":
+        return self
+
+
+def onnx_metadata_props(path: Path) -> dict[str, str] | None:
+    """An ONNX file's ``metadata_props`` read straight from its protobuf (the top-level fields
+    of ModelProto, the graph skipped by its length), or None where the file is not one."""
+
+    def varint(buf: memoryview, i: int) -> tuple[int, int]:
+        shift = value = 0
+        while True:
+            if i >= len(buf) or shift > 63:
+                raise ValueError("truncated varint")
+            b = buf[i]
+            value |= (b & 0x7F) << shift
+            i, shift = i + 1, shift + 7
+            if b < 0x80:
+                return value, i
+
+    def fields(buf: memoryview):
+        i = 0
+        while i < len(buf):
+            tag, i = varint(buf, i)
+            kind = tag & 7
+            if kind == 0:
+                _, i = varint(buf, i)
+                continue
+            if kind == 1 or kind == 5:
+                i += 8 if kind == 1 else 4
+                continue
+            if kind != 2:
+                raise ValueError(f"wire type {kind}")
+            n, i = varint(buf, i)
+            if i + n > len(buf):
+                raise ValueError("truncated field")
+            yield tag >> 3, buf[i:i + n]
+            i += n
+
+    try:
+        data = memoryview(path.read_bytes())  # slices of it are views: the graph is not copied
+        props = {}
+        for field, value in fields(data):
+            if field == 14:  # metadata_props: StringStringEntryProto {key = 1; value = 2}
+                entry = dict(fields(value))
+                props[bytes(entry.get(1, b"")).decode()] = bytes(entry.get(2, b"")).decode()
+        return props
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _lazy_metadata(path: Path, providers: list[Any], verify: Any,
+                   precision: str) -> dict[str, str] | None:
+    """The metadata of a graph whose whole-graph session can wait (see OrtEngine), else None:
+    a float, dynamic-batch rt-tagger export on the CPU provider alone, with its frame-reuse
+    halves beside it and no check of its own to run."""
+    from ..export import EXPORT_KEY, META_KEY, frame_reuse_paths
+    from .quantize import INT8_KEY
+
+    if verify is not None or precision == "int8" or providers != [CPU_EP] \
+            or not all(p.is_file() for p in frame_reuse_paths(path)):
+        return None
+    props = onnx_metadata_props(path)
+    if not props or META_KEY not in props or INT8_KEY in props:
+        return None
+    try:
+        info = json.loads(props.get(EXPORT_KEY) or "{}")
+    except json.JSONDecodeError:
+        return None
+    return props if isinstance(info, dict) and not info.get("batch") else None
+
+
 def choose_providers(device: str | None, precision: str, cache: Path | None) -> list[Any]:
     """Execution providers in preference order for ``device`` ("cpu", "cuda[:N]" or None=auto)."""
     import onnxruntime as ort
@@ -183,7 +262,8 @@ class OrtEngine(Engine):
     which keeps the latency of one chunk low without burning the cores the audio and GUI need.
     ``verify(session)``, if given, checks the opened graph before anything else reads it (an int8
     graph against its checkpoint: :func:`~rt_tagger.engines.quantize.check_int8`), so a graph is
-    opened once.
+    opened once. A float graph on the CPU with its frame-reuse halves beside it opens its own
+    session only when chunks come without stream positions (:meth:`_open_main`).
     """
 
     name = "onnxruntime"
@@ -193,8 +273,6 @@ class OrtEngine(Engine):
                  attention: bool = True, cache: str | os.PathLike[str] | None = None,
                  verify: Callable[[Any], None] | None = None) -> None:
         import onnxruntime as ort
-
-        from ..export import INPUT_NAME
 
         self.onnx_path = Path(onnx_path)
         if not self.onnx_path.is_file():
@@ -213,29 +291,30 @@ class OrtEngine(Engine):
         so.add_session_config_entry("session.set_denormal_as_zero", "1")
         trt_cache = cache_dir("onnx-trt", cache) if device != "cpu" else None
         providers = choose_providers(device, precision, trt_cache)
-        try:
-            self._session = ort.InferenceSession(str(self.onnx_path), sess_options=so,
-                                                 providers=providers)
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise BackendError(f"onnxruntime cannot load {self.onnx_path}: "
-                               f"{str(exc).strip().splitlines()[0]}") from None
+        self._so, self._providers, self._main_lock = so, providers, threading.Lock()
+        self._session = None
+        # A float graph on the CPU whose frame-reuse halves lie beside it: a stream's chunks
+        # run through the halves, so the whole graph's session (~15 ms to open) is opened only
+        # if something runs chunks without their stream positions. Its description comes
+        # from the file's metadata meanwhile.
+        props = _lazy_metadata(self.onnx_path, providers, verify, precision)
+        meta = _Metadata(props) if props is not None else self._open_main()
         if verify is not None:  # e.g. that an int8 graph is still its checkpoint's
-            verify(self._session)
-        ckpt, info = session_metadata(self._session, self.onnx_path)
+            verify(meta)
+        ckpt, info = session_metadata(meta, self.onnx_path)
         from .quantize import int8_info, quantize_hint
 
-        self.int8_info = int8_info(self._session)
+        self.int8_info = int8_info(meta)
         if precision == "int8" and self.int8_info is None:
             raise ModelError(f"{self.onnx_path.name} is a float graph, not an int8 one; make one "
                              f"from the {ckpt.arch} checkpoint with: {quantize_hint(None)}")
         if self.int8_info is not None:  # the graph decides: an int8 file runs int8
             precision = "int8"
-        inputs = [i.name for i in self._session.get_inputs()]
-        outputs = [o.name for o in self._session.get_outputs()]
-        if inputs != [INPUT_NAME] or "logits" not in outputs:
-            raise BackendError(f"{self.onnx_path} does not look like an rt-tagger export: inputs "
-                               f"{inputs}, outputs {outputs} (want features -> logits)")
-        used = self._session.get_providers()
+        if self._session is not None:
+            outputs = self._check_io(self._session)
+            used = self._session.get_providers()
+        else:
+            outputs, used = list(info.get("outputs") or ["logits"]), [CPU_EP]
         on_gpu = used[0] in (TRT_EP, CUDA_EP)
         if device and str(device).startswith("cuda") and not on_gpu:
             raise BackendError(f"onnxruntime could not start a GPU provider for {device!r} "
@@ -251,6 +330,35 @@ class OrtEngine(Engine):
             self.max_batch = int(self._fixed_batch)
         elif not on_gpu and self.int8_info is None:  # int8: the whole model per chunk
             self.frame_reuse = self._open_frame_reuse(so, providers)
+        if self._session is None and self.frame_reuse is None:  # halves of another model
+            self._open_main()
+
+    def _open_main(self) -> Any:
+        """The whole graph's session (opened once, on first need)."""
+        import onnxruntime as ort
+
+        with self._main_lock:
+            if self._session is None:
+                try:
+                    session = ort.InferenceSession(str(self.onnx_path), sess_options=self._so,
+                                                   providers=self._providers)
+                except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+                    raise BackendError(f"onnxruntime cannot load {self.onnx_path}: "
+                                       f"{str(exc).strip().splitlines()[0]}") from None
+                self._check_io(session)
+                self._session = session
+            return self._session
+
+    def _check_io(self, session: Any) -> list[str]:
+        """The graph's output names, once its inputs and outputs are an rt-tagger export's."""
+        from ..export import INPUT_NAME
+
+        inputs = [i.name for i in session.get_inputs()]
+        outputs = [o.name for o in session.get_outputs()]
+        if inputs != [INPUT_NAME] or "logits" not in outputs:
+            raise BackendError(f"{self.onnx_path} does not look like an rt-tagger export: inputs "
+                               f"{inputs}, outputs {outputs} (want features -> logits)")
+        return outputs
 
     def _open_frame_reuse(self, so: Any, providers: list[Any]) -> Any:
         """The model's frame-reuse halves when they lie beside its file (:func:`export_frame_reuse
@@ -279,7 +387,8 @@ class OrtEngine(Engine):
         n = x.shape[0]
         if self._fixed_batch and n < self._fixed_batch:
             x = np.concatenate([x, np.zeros((self._fixed_batch - n, *x.shape[1:]), x.dtype)])
-        out = run_session(self._session, ["logits", "attention"] if attention else ["logits"],
+        session = self._session or self._open_main()
+        out = run_session(session, ["logits", "attention"] if attention else ["logits"],
                           {"features": x})
         return out[0][:n], (out[1][:n] if attention else None)
 
