@@ -26,3 +26,20 @@ def torch_two_threads():
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture
+def opened_sessions(monkeypatch) -> list[str]:
+    """The paths of the onnxruntime sessions opened during the test (real sessions, counted)."""
+    import onnxruntime as ort
+
+    opened: list[str] = []
+    real = ort.InferenceSession
+
+    class Counting(real):
+        def __init__(self, path, *args, **kwargs):
+            opened.append(str(path))
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", Counting)
+    return opened

@@ -75,7 +75,7 @@ def test_onnxruntime_engine_reuses_frames_and_matches_the_whole_model(engine):
     assert sum(len(v) for v in starts.values()) == len(order)
 
 
-def test_the_whole_graph_opens_only_for_chunks_without_positions(tmp_path, monkeypatch):
+def test_the_whole_graph_opens_only_for_chunks_without_positions(tmp_path, opened_sessions):
     """With the halves beside it, the whole graph's session waits until a chunk comes without
     its stream position (a stream never needs it); the description is read from the file,
     the same as the session says, and the results are the same either way."""
@@ -84,15 +84,7 @@ def test_the_whole_graph_opens_only_for_chunks_without_positions(tmp_path, monke
     from rt_tagger.engines.ort_engine import cached_onnx, onnx_metadata_props
 
     path, _ = cached_onnx("musicnn_att.mtat", cache=tmp_path)
-    opened = []
-    real = ort.InferenceSession
-
-    class Counting(real):  # the real session, counted
-        def __init__(self, p, *args, **kwargs):
-            opened.append(str(p))
-            super().__init__(p, *args, **kwargs)
-
-    monkeypatch.setattr(ort, "InferenceSession", Counting)
+    opened = opened_sessions
     with create_engine("musicnn_att.mtat", "onnxruntime", device="cpu", threads=1,
                        cache=tmp_path) as e:
         assert str(path) not in opened and len(opened) == 2  # the two halves only
@@ -107,7 +99,8 @@ def test_the_whole_graph_opens_only_for_chunks_without_positions(tmp_path, monke
         assert opened.count(str(path)) == 1
         np.testing.assert_allclose(got.logits, ref.logits, rtol=0, atol=ATOL)
         np.testing.assert_allclose(got.attention, ref.attention, rtol=0, atol=ATOL)
-        assert onnx_metadata_props(path) == real(str(path)).get_modelmeta().custom_metadata_map
+        assert onnx_metadata_props(path) == ort.InferenceSession(str(path)).get_modelmeta() \
+            .custom_metadata_map
     assert onnx_metadata_props(tmp_path / "missing.onnx") is None
 
 

@@ -92,22 +92,11 @@ def test_int8_runs_attention_and_batches(engines):
     np.testing.assert_allclose(out.logits[1:2], one, atol=1e-5)
 
 
-def test_int8_graph_is_opened_once(monkeypatch):
+def test_int8_graph_is_opened_once(opened_sessions):
     """The staleness check reads the engine's own session: the graph is loaded once."""
-    import onnxruntime as ort
-
-    opened = []
-    real = ort.InferenceSession
-
-    class Counting(real):  # the real session, counted
-        def __init__(self, path, *args, **kwargs):
-            opened.append(str(path))
-            super().__init__(path, *args, **kwargs)
-
-    monkeypatch.setattr(ort, "InferenceSession", Counting)
     engine = create_engine(MODEL, "onnxruntime", device="cpu", precision="int8", threads=1)
     try:
-        assert opened == [str(SHIPPED)]
+        assert opened_sessions == [str(SHIPPED)]
     finally:
         engine.close()
 
