@@ -200,6 +200,8 @@ def _run_demo_on_pty(args: list[str], timeout: float = 120.0):
             os.kill(pid, 9)
     finally:
         os.close(fd)
+    if fresh:  # the last frame, written just before the child closed the terminal
+        yield time.monotonic() - t0, screens
     yield None, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
