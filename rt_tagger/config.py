@@ -133,7 +133,8 @@ class StreamConfig:
     ``min_duration`` seconds, and off below ``off_ratio`` x threshold. ``topk``: tags shown.
     ``silence_gate``: chunks quieter than this RMS level (dBFS) switch no tag on (``None``:
     no gate). ``duration``: read at most this many seconds of each source (``None``: all).
-    ``workers``: inference threads sharing the engine; ``batch``: most chunks per engine call
+    ``workers``: inference threads sharing the engine (``None``: 2 on a CPU with two or more
+    cores, else 1); ``batch``: most chunks per engine call
     (``None``: 1 on a CPU, the engine's ``max_batch`` on an accelerator); ``max_batch``: the
     engine's largest batch; ``max_queue``: chunks a live source may queue before the oldest is
     dropped.
@@ -152,7 +153,7 @@ class StreamConfig:
     off_ratio: float = 0.8
     silence_gate: float | None = SILENCE_DB
     duration: float | None = None
-    workers: int = 1
+    workers: int | None = None
     batch: int | None = None
     max_batch: int = 16
     max_queue: int = 8
@@ -190,7 +191,8 @@ class StreamConfig:
         put("silence_gate", parse_silence_gate(self.silence_gate))
         if self.duration is not None:
             put("duration", _seconds("--duration", self.duration, zero_ok=False))
-        _integer("--inference-workers", self.workers, 1, MAX_THREADS)
+        if self.workers is not None:
+            _integer("--inference-workers", self.workers, 1, MAX_THREADS)
         if self.batch is not None:
             _integer("--inference-batch", self.batch, 1)
         _integer("max_batch", self.max_batch, 1)
@@ -234,8 +236,8 @@ class StreamConfig:
         p.add_argument("--duration", type=float, default=s,
                        help="stop after this many seconds of audio (of each source)")
         p.add_argument("--inference-workers", dest="workers", type=int, default=s, metavar="N",
-                       help="threads sharing the engine across sources (default 1; 2 on 2+ cores "
-                            "with --threads 1 lowers latency for many sources)")
+                       help="threads sharing the engine (default: 2 on a CPU with 2+ cores, else "
+                            "1); two can run one file's chunks at once, and many sources' chunks")
         p.add_argument("--inference-batch", dest="batch", type=int, default=s, metavar="N",
                        help="most chunks (of all sources) per engine call (default: 1 on CPU, "
                             "the engine's max batch on GPU)")

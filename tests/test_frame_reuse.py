@@ -149,3 +149,46 @@ def test_tagging_a_file_with_frame_reuse_equals_without(tmp_path):
         for tag, p in b["probs"].items():
             assert abs(a["probs"][tag] - p) <= ATOL
     assert stage_frames < 0.3 * len(plain) * 187  # ~37 of 187 frames per chunk after the first
+
+
+def test_two_workers_run_one_files_chunks_at_once_and_fold_them_in_order():
+    """The default on two cores: two inference workers take one file's chunks at once (the
+    first engine call waits until a second one has started, or fails the test after 10 s);
+    each update still comes in order and equals one worker's (frame reuse: exact)."""
+    import threading
+
+    from rt_tagger.sources import open_source
+
+    tagger = Tagger(None, hop=0.5, threads=1, backend="onnxruntime")
+    engine, run = tagger.engine, tagger.engine.run
+    both = threading.Barrier(2, timeout=10)
+    overlap = []
+
+    def spy(batch, **kw):
+        if not overlap:
+            try:
+                both.wait()  # returns once two calls are inside at the same time
+                overlap.append(True)
+            except threading.BrokenBarrierError:
+                pass
+        return run(batch, **kw)
+
+    def updates(workers):
+        session = tagger.session(workers=workers)
+        session.add(open_source(DATA / MUSIC_CLIPS[1], name="f"))
+        with session:
+            session.start()
+            assert len(session.scheduler.threads) == workers
+            return [m for m in session.messages() if m["type"] == "update"]
+
+    one = updates(1)
+    engine.run = spy
+    two = updates(2)
+    engine.run = run
+    assert overlap, "the two workers never ran chunks of the file at once"
+    assert [m["t"] for m in two] == sorted(m["t"] for m in two) == [m["t"] for m in one]
+    for a, b in zip(two, one):
+        assert a["chunk"] == b["chunk"]
+        for tag, p in b["probs"].items():
+            assert abs(a["probs"][tag] - p) <= ATOL
+        assert a["attention"] == b["attention"]

@@ -8,10 +8,11 @@ covered, plus the rest of the model (``*.reuse.onnx``), whose result equals the 
 the chunk (bit for bit on onnxruntime's CPU provider: tests/test_frame_reuse.py).
 
 A stream is any hashable key the caller gives with each chunk's start frame
-(:meth:`~rt_tagger.engines.base.Engine.run`'s ``positions``); chunks of one stream must come in
-order of start (a gap or a step back just computes the chunk's rows afresh). Keys are
-forgotten with :meth:`FrameReuse.forget`, or the least recently used once there are more than
-``max_streams``.
+(:meth:`~rt_tagger.engines.base.Engine.run`'s ``positions``); chunks of one stream come in
+order of start, or nearly (two inference workers may run a stream's consecutive chunks at once:
+a chunk's length of rows stays kept behind the newest chunk); a gap, or a step back beyond the
+kept rows, computes the chunk's rows afresh. Keys are forgotten with :meth:`FrameReuse.forget`,
+or the least recently used once there are more than ``max_streams``.
 """
 from __future__ import annotations
 
@@ -99,14 +100,19 @@ class FrameReuse:
         lo, hi = start + self.left, start + self.length - self.right
         entry = self._entry(key)
         with entry.lock:
-            if entry.rows is None or not entry.first <= lo <= entry.end:  # nothing to join
+            if entry.rows is not None and lo < entry.first:
+                # older than the rows kept (a step back): its own rows, the kept ones stay
+                return self._run_stage(chunk)
+            if entry.rows is None or lo > entry.end:  # nothing to join
                 entry.rows, entry.first = None, lo
-            entry.drop_before(lo)
+            # A chunk's length of rows stays before this chunk: the stream's previous chunks
+            # may still be in another worker, which reaches here after this one.
+            entry.drop_before(lo - self.length)
             if entry.end < hi:  # the new frames need l frames before and r after, all in chunk
                 have = entry.end
                 entry.append(have, self._run_stage(chunk[have - self.left - start:
                                                          hi + self.right - start]))
-            return entry.rows[: self.inner]
+            return entry.rows[lo - entry.first: hi - entry.first]
 
     def _run_stage(self, frames: np.ndarray) -> np.ndarray:
         rows = run_session(self._stage, ["rows"], {"features": np.ascontiguousarray(frames[None])})[0][0]

@@ -92,7 +92,9 @@ class FeatureStream:
         self.frames_t = 0.0  # time of the last frame made: no chunk to come ends before it
         self._units = 0  # frames (samples for waveform models) made
         self.feature_done = False
-        self.inflight = False  # a scheduler worker holds chunks of this stream
+        self.inflight = 0  # batches of this stream the scheduler's workers hold
+        self.tickets = 0  # batches taken so far (the scheduler folds them in this order)
+        self.folded = 0  # batches folded so far
         self.finished = False  # its summary was emitted
         self.t_last = self.t_offset  # the latest t told
         self.stop_event = threading.Event()
