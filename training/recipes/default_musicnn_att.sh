@@ -10,7 +10,7 @@
 #         (needs root for apt-get, or the tools installed, and the training extra).
 # WORK:   prepared data, body cache, the run and the report go here.
 # On a 2-core CPU: corpus ~70 min (once), prepare ~1 min, body cache ~25 min (both cores),
-# training ~12 min, report ~35 min. Steps 0-2 resume after a stop; step 3 restarts.
+# training ~25 min, report ~35 min. Steps 0-2 resume after a stop; step 3 restarts.
 set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@"
@@ -29,7 +29,8 @@ $T body-cache --teacher musicnn.mtat --data "$WORK/prepared" --out "$WORK/bcache
 
 # 3. the attention back-end (the body stays musicnn.mtat's); thresholds calibrated so that a
 #    tag switches on where the teacher at 0.5 would. Three stages (a warm start on a short
-#    schedule, the first 500 steps of a long one, a cosine tail); the last one also learns the
+#    schedule, the first 500 steps of a long one, a 4,000-step cosine tail: validation still
+#    improved at the end of a 1,500-step one, 2026-12-01); the last one also learns the
 #    instrument where the corpus knows it and the teacher misses it (--truth 3: a render's
 #    playing instrument the teacher ranks below 3rd is raised into its top 3)
 arch=(--width 128 --layers 2 --heads 4 --pool 4 --batch-size 64 --threads 2 --seed 0)
@@ -38,7 +39,7 @@ $T distill-body --cache "$WORK/bcache" --out "$WORK/run_a" "${arch[@]}" \
 $T distill-body --cache "$WORK/bcache" --out "$WORK/run_b" "${arch[@]}" \
     --steps 3500 --lr 1e-3 --warmup 100 --eval-every 500 --init "$WORK/run_a/best.pt" --stop-after 500
 $T distill-body --cache "$WORK/bcache" --out "$WORK/run" "${arch[@]}" \
-    --steps 1500 --lr 7e-4 --warmup 50 --eval-every 250 --init "$WORK/run_b/best.pt" --truth 3
+    --steps 4000 --lr 7e-4 --warmup 50 --eval-every 500 --init "$WORK/run_b/best.pt" --truth 3
 
 # 4. the report card against the teacher on held-out sources
 $T report --teacher musicnn.mtat --model "$WORK/run/model.safetensors" \
