@@ -101,3 +101,30 @@ def test_duplicate_registration_is_refused(monkeypatch) -> None:
 
     with pytest.raises(ModelError, match="already registered"):
         registry.register_model("spec_att")(other_factory)
+
+
+def test_threads_that_resolve_architectures_at_once_all_find_them() -> None:
+    """In a fresh interpreter, eight threads ask for the default's architecture at the same
+    moment, while the built-in modules are still being imported by the first: each gets it
+    (a second thread used to return early and see a half-filled registry: 'unknown model
+    musicnn_att', seen with two inference workers in a Ray actor)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import threading\n"
+        "from rt_tagger.models import registry\n"
+        "start = threading.Barrier(8); errors = []\n"
+        "def ask():\n"
+        "    start.wait()\n"
+        "    try:\n"
+        "        registry.get_arch('musicnn_att')\n"
+        "    except Exception as exc:\n"
+        "        errors.append(str(exc))\n"
+        "threads = [threading.Thread(target=ask) for _ in range(8)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(len(errors), errors[:1])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-800:]
+    assert out.stdout.startswith("0 "), out.stdout

@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -115,11 +116,23 @@ BUILTIN_ARCH_MODULES = ("spec_att", "raw", "q2l", "short_res", "musicnn", "music
 _builtins = {"loaded": False, "loading": False}
 
 
+_builtins_lock = threading.RLock()
+
+
 def _load_builtin_archs() -> None:
     """Import the built-in architecture modules once (they register themselves). A module that
-    does not exist is skipped; a missing torch is one :class:`ModelError`."""
-    if _builtins["loaded"] or _builtins["loading"]:
+    does not exist is skipped; a missing torch is one :class:`ModelError`. Thread-safe: another
+    thread asking meanwhile waits for the whole set (two inference workers resolve a model's
+    architecture at once); the imports' own calls back into the registry return at once."""
+    if _builtins["loaded"]:
         return
+    with _builtins_lock:
+        if _builtins["loaded"] or _builtins["loading"]:
+            return
+        _load_builtin_archs_locked()
+
+
+def _load_builtin_archs_locked() -> None:
     _builtins["loading"] = True
     try:
         for mod in BUILTIN_ARCH_MODULES:
