@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = ["logmel", "logmel_accuracy", "default_model", "live_models", "models", "distill",
-         "teachers", "musicnn_vs_tf", "cold_start", "int8", "stream", "tag_file_memory", "sources", "sources_default",
+         "teachers", "musicnn_vs_tf", "cold_start", "int8", "stream", "tag_file_memory", "sources", "sources_default", "left_context",
          "chaos", "chaos_short", "triton", "ray", "gpu_check", "interpret_contribution"]
 HEADER = """# Benchmarks
 
