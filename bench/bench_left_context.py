@@ -94,9 +94,9 @@ def main() -> int:
         f"{np.mean(song_mad):.4f} | {np.mean(song_top5):.3f} |",
         "",
     ])
-    print(text)
     if args.out:
         args.out.write_text(text)
+    print(text)
     return 0
 
 
