@@ -114,8 +114,6 @@ _PRETRAINED: dict[str, PretrainedEntry] = {}
 BUILTIN_ARCH_MODULES = ("spec_att", "raw", "q2l", "short_res", "musicnn", "musicnn_vgg",
                         "musicnn_att")
 _builtins = {"loaded": False, "loading": False}
-
-
 _builtins_lock = threading.RLock()
 
 
@@ -129,27 +127,23 @@ def _load_builtin_archs() -> None:
     with _builtins_lock:
         if _builtins["loaded"] or _builtins["loading"]:
             return
-        _load_builtin_archs_locked()
-
-
-def _load_builtin_archs_locked() -> None:
-    _builtins["loading"] = True
-    try:
-        for mod in BUILTIN_ARCH_MODULES:
-            full = f"{__package__}.{mod}"
-            try:
-                importlib.import_module(full)
-            except ModuleNotFoundError as exc:
-                if exc.name == full:
-                    continue
-                if exc.name == "torch" or (exc.name or "").startswith("torch."):
-                    raise ModelError(f"model architectures need PyTorch, which cannot be imported "
-                                     f"({exc}); the onnxruntime runtime needs it only to export "
-                                     "a model it has not cached yet") from None
-                raise
-        _builtins["loaded"] = True
-    finally:
-        _builtins["loading"] = False
+        _builtins["loading"] = True
+        try:
+            for mod in BUILTIN_ARCH_MODULES:
+                full = f"{__package__}.{mod}"
+                try:
+                    importlib.import_module(full)
+                except ModuleNotFoundError as exc:
+                    if exc.name == full:
+                        continue
+                    if exc.name == "torch" or (exc.name or "").startswith("torch."):
+                        raise ModelError(f"model architectures need PyTorch, which cannot be imported "
+                                         f"({exc}); the onnxruntime runtime needs it only to export "
+                                         "a model it has not cached yet") from None
+                    raise
+            _builtins["loaded"] = True
+        finally:
+            _builtins["loading"] = False
 
 
 def _same_origin(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
